@@ -1,0 +1,47 @@
+# gslbd — authoritative DNS + GSLB. `make run` and `make test` do all set-up.
+GO      ?= go
+BIN     ?= bin
+PKGS    := ./...
+FUZZTIME ?= 30s
+
+.PHONY: all build run test unit integration deps bench fuzz lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/gslbd ./cmd/gslbctl
+
+# Serve the embedded example zone on 127.0.0.1:5353 (metrics on 127.0.0.1:9153).
+run: build
+	$(BIN)/gslbd -listen 127.0.0.1:5353
+
+# Installs the Debian packages the tests drive (dig, kdig, knotd, promtool)
+# when missing, then runs unit, component, fuzz-seed and integration tests.
+test: deps
+	$(GO) vet $(PKGS)
+	$(GO) test -race $(PKGS)
+
+unit:
+	$(GO) test -race $$($(GO) list ./... | grep -v /test)
+
+integration: deps
+	$(GO) test -count=1 ./test/...
+
+deps:
+	@bash test/deps.sh
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./dnsserver/
+	bash test/bench/run.sh
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME) ./dnsserver/
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadZone$$' -fuzztime $(FUZZTIME) ./zones/
+
+lint:
+	$(GO) vet $(PKGS)
+	@if command -v staticcheck >/dev/null; then staticcheck $(PKGS); else echo "staticcheck not installed: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+clean:
+	rm -rf $(BIN) bench-results.txt

@@ -1,0 +1,296 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gslbd/gslbd/dnsserver"
+	"github.com/gslbd/gslbd/zones"
+)
+
+// config is the validated, typed configuration of the daemon.
+type config struct {
+	zonesDir        string
+	metricsAddr     string
+	shutdownTimeout time.Duration
+	reload          reloadConfig
+	transport       dnsserver.TransportConfig
+	responder       dnsserver.Config
+	logger          *slog.Logger
+}
+
+// buildConfig applies defaults and checks every field; errors name it.
+func buildConfig(fc *fileConfig) (*config, error) {
+	logger, err := newLogger(fc.Log)
+	if err != nil {
+		return nil, err
+	}
+	c := &config{zonesDir: fc.Zones, metricsAddr: "127.0.0.1:9153", shutdownTimeout: fc.ShutdownTimeout, reload: fc.Reload, logger: logger}
+	if fc.Metrics != nil {
+		c.metricsAddr = *fc.Metrics
+	}
+	if c.shutdownTimeout == 0 {
+		c.shutdownTimeout = 5 * time.Second
+	}
+	listen := fc.Listen
+	if len(listen) == 0 {
+		listen = []string{"127.0.0.1:5353"}
+	}
+	for i, a := range listen {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("listen[%d]: %q is not address:port: %w", i, a, err)
+		}
+	}
+	c.transport = dnsserver.TransportConfig{
+		Addrs: listen, Workers: fc.Workers, TCPMaxConns: fc.TCP.MaxConnections,
+		TCPIdleTimeout: fc.TCP.IdleTimeout, TCPReadTimeout: fc.TCP.ReadTimeout,
+		TCPWriteTimeout: fc.TCP.WriteTimeout, TCPMaxQueries: fc.TCP.MaxQueries, Logger: logger,
+	}
+	c.responder = dnsserver.Config{
+		MaxUDPSize:  fc.MaxUDPSize,
+		Identity:    dnsserver.Identity(fc.Identity),
+		QuerySample: fc.Log.QuerySample,
+		Logger:      logger,
+	}
+	if c.responder.Transfers, err = buildTransfers(fc.Transfers); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func buildTransfers(tc transferConfig) (dnsserver.TransferConfig, error) {
+	out := dnsserver.TransferConfig{Zones: map[string]dnsserver.ZoneTransfer{}}
+	for i, k := range tc.Keys {
+		if k.Name == "" {
+			return out, fmt.Errorf("transfers.keys[%d].name: missing", i)
+		}
+		if _, err := base64.StdEncoding.DecodeString(k.Secret); err != nil || k.Secret == "" {
+			return out, fmt.Errorf("transfers.keys[%d].secret: not base64", i)
+		}
+		out.Keys = append(out.Keys, dnsserver.TSIGKey{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret})
+	}
+	for zone, z := range tc.Zones {
+		var zt dnsserver.ZoneTransfer
+		for i, rule := range z.Allow {
+			r := dnsserver.ACLRule{Key: rule.Key}
+			for j, p := range rule.Prefixes {
+				pfx, err := parsePrefix(p)
+				if err != nil {
+					return out, fmt.Errorf("transfers.zones[%s].allow[%d].prefixes[%d]: %w", zone, i, j, err)
+				}
+				r.Prefixes = append(r.Prefixes, pfx)
+			}
+			zt.Allow = append(zt.Allow, r)
+		}
+		for i, n := range z.Notify {
+			ap, err := netip.ParseAddrPort(n)
+			if err != nil {
+				return out, fmt.Errorf("transfers.zones[%s].notify[%d]: %q is not address:port", zone, i, n)
+			}
+			zt.Notify = append(zt.Notify, ap)
+		}
+		out.Zones[strings.ToLower(strings.TrimSuffix(zone, "."))+"."] = zt
+	}
+	return out, nil
+}
+
+// parsePrefix accepts "192.0.2.0/24" or a bare address (a host prefix).
+func parsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an address or prefix", s)
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a prefix", s)
+	}
+	if p != p.Masked() {
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set (did you mean %s?)", s, p.Masked())
+	}
+	return p, nil
+}
+
+// daemon wires the zones source, the responder, the transport and metrics.
+type daemon struct {
+	cfg       *config
+	log       *slog.Logger
+	responder *dnsserver.Responder
+	server    *dnsserver.Server
+	watcher   *zones.Watcher // nil when serving the embedded default
+	notifier  *dnsserver.Notifier
+	reg       *prometheus.Registry
+}
+
+func newDaemon(cfg *config) (*daemon, error) {
+	d := &daemon{cfg: cfg, log: cfg.logger, reg: prometheus.NewRegistry()}
+	var err error
+	if d.responder, err = dnsserver.NewResponder(cfg.responder); err != nil {
+		return nil, err
+	}
+	if d.notifier, err = dnsserver.NewNotifier(cfg.responder.Transfers, cfg.logger); err != nil {
+		return nil, err
+	}
+	if err := d.loadZones(); err != nil {
+		return nil, err
+	}
+	if d.server, err = dnsserver.NewServer(cfg.transport, d.responder); err != nil {
+		return nil, err
+	}
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		d.responder, d.server.Collector())
+	return d, nil
+}
+
+// loadZones does the initial load, from the directory or the embedded default.
+func (d *daemon) loadZones() error {
+	if d.cfg.zonesDir == "" {
+		set, errs := zones.Load(zones.DefaultFS())
+		for file, err := range errs {
+			return fmt.Errorf("embedded zone %s: %w", file, err)
+		}
+		d.log.Info("serving the embedded example zones (use -zones DIR for your own)")
+		d.notifier.ZonesChanged(set)
+		return d.responder.SetZones(set)
+	}
+	w, err := zones.NewWatcher(zones.WatcherConfig{
+		Dir: d.cfg.zonesDir, Logger: d.log, Debounce: d.cfg.reload.Debounce, Poll: d.cfg.reload.Poll,
+		OnReload: func(ev zones.ReloadEvent) {
+			if !ev.Removed {
+				d.responder.ObserveReload(ev.Zone, ev.Err == nil)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	d.watcher = w
+	set := w.Current()
+	d.notifier.ZonesChanged(set)
+	return d.responder.SetZones(set)
+}
+
+// run serves until ctx is done, then shuts down gracefully.
+func (d *daemon) run(ctx context.Context) error {
+	if err := d.server.Listen(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	goRun := func(f func(context.Context) error) {
+		wg.Go(func() {
+			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- err
+				cancel()
+			}
+		})
+	}
+	metricsAddr, err := d.startMetrics(ctx, goRun)
+	if err != nil {
+		return err
+	}
+	goRun(d.server.Serve)
+	goRun(d.notifier.Run)
+	if d.watcher != nil {
+		goRun(d.watcher.Run)
+		goRun(d.applyUpdates)
+	}
+	goRun(d.handleSIGHUP)
+	var addrs []string
+	for _, a := range d.server.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	d.log.Info("listening", "dns", strings.Join(addrs, ","), "metrics", metricsAddr)
+	<-ctx.Done()
+	d.log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), d.cfg.shutdownTimeout)
+	defer scancel()
+	serr := d.server.Shutdown(sctx)
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return err
+	}
+	return serr
+}
+
+// applyUpdates swaps in each new zone set from the watcher.
+func (d *daemon) applyUpdates(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case set := <-d.watcher.Updates():
+			if err := d.responder.SetZones(set); err != nil {
+				d.log.Error("zone compile failed, previous version kept", "err", err)
+			}
+			d.notifier.ZonesChanged(set)
+		}
+	}
+}
+
+func (d *daemon) handleSIGHUP(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			if d.watcher == nil {
+				d.log.Info("SIGHUP: nothing to reload (embedded zones)")
+				continue
+			}
+			d.log.Info("SIGHUP: reloading zones")
+			d.watcher.Reload()
+		}
+	}
+}
+
+// startMetrics serves /metrics on its own listener; "" disables it.
+func (d *daemon) startMetrics(ctx context.Context, goRun func(func(context.Context) error)) (string, error) {
+	if d.cfg.metricsAddr == "" {
+		return "", nil
+	}
+	ln, err := net.Listen("tcp", d.cfg.metricsAddr)
+	if err != nil {
+		return "", fmt.Errorf("metrics listen %s: %w", d.cfg.metricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelError)}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	goRun(func(ctx context.Context) error {
+		go func() {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("metrics server: %w", err)
+		}
+		return nil
+	})
+	return ln.Addr().String(), nil
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests need, when missing. Runs as root on
+# CI and on a fresh machine; elsewhere it says what to install and the
+# tests that need a missing tool skip (outside CI).
+set -euo pipefail
+
+# tool -> Debian package
+declare -A pkgs=(
+  [dig]=dnsutils
+  [kdig]=knot-dnsutils
+  [knotd]=knot
+  [promtool]=prometheus
+)
+
+missing=()
+for tool in "${!pkgs[@]}"; do
+  if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
+    missing+=("${pkgs[$tool]}")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "test/deps.sh: missing packages: ${missing[*]} (run as root to install; tests needing them will skip)" >&2
+  exit 0
+fi
+
+echo "test/deps.sh: installing ${missing[*]}" >&2
+# Keep package scripts from starting daemons on the host (knot would take port 53).
+created_policy=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  created_policy=1
+fi
+cleanup() { [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d; }
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
