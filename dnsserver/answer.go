@@ -1,6 +1,8 @@
 package dnsserver
 
 import (
+	"net/netip"
+
 	"github.com/miekg/dns"
 )
 
@@ -10,7 +12,7 @@ const (
 )
 
 // answer parses req and writes the reply into out. It returns nil to drop.
-func (r *Responder) answer(sc *scratch, out, req []byte, t Transport) ([]byte, *zoneCounters, int) {
+func (r *Responder) answer(sc *scratch, out, req []byte, src netip.AddrPort, t Transport) ([]byte, *zoneCounters, int) {
 	q := &sc.q
 	switch q.parse(req) {
 	case parseDrop:
@@ -24,7 +26,7 @@ func (r *Responder) answer(sc *scratch, out, req []byte, t Transport) ([]byte, *
 	case parseSlow:
 		// NOTIFY, TSIG-signed queries and transfers over UDP: we are a
 		// primary only and transfers run on TCP through ServeStream.
-		return r.serveSlow(out, req, q, t)
+		return r.serveSlow(out, req, q, t, src)
 	}
 	switch {
 	case q.qtype == dns.TypeOPT:

@@ -168,7 +168,7 @@ func (r *Responder) Collect(ch chan<- prometheus.Metric) { r.metrics.collect(ch,
 func (r *Responder) ServeDNS(out, req []byte, src netip.AddrPort, t Transport) []byte {
 	start := time.Now()
 	sc := r.pool.Get().(*scratch)
-	reply, zc, rcode := r.answer(sc, out, req, t)
+	reply, zc, rcode := r.answer(sc, out, req, src, t)
 	if reply != nil {
 		r.metrics.observe(zc, sc.q.qtype, rcode, t, len(reply), time.Since(start))
 		if r.sampleEvery > 0 && r.sampled.Add(1)%r.sampleEvery == 0 {

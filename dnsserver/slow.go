@@ -9,17 +9,14 @@ import (
 // serveSlow handles what the fast parser hands off: NOTIFY (we are a
 // primary, so NOTIMP), TSIG-signed queries, and AXFR/IXFR that did not go
 // through ServeStream (over UDP). It never runs for plain queries.
-//
-// The client address is not known here, so transfer ACL rules with
-// prefixes do not match on this path; rules with a key alone do.
-func (r *Responder) serveSlow(out, req []byte, q *query, t Transport) ([]byte, *zoneCounters, int) {
+func (r *Responder) serveSlow(out, req []byte, q *query, t Transport, src netip.AddrPort) ([]byte, *zoneCounters, int) {
 	if q.opcode == dns.OpcodeNotify {
 		return bareReply(out, req, q, dns.RcodeNotImplemented), r.none, dns.RcodeNotImplemented
 	}
 	if !q.hasTSIG {
-		return r.serveUnsigned(out, req, q, t, netip.AddrPort{}, nil)
+		return r.serveUnsigned(out, req, q, t, src, nil)
 	}
-	return r.serveSigned(out, req, q, t, netip.AddrPort{})
+	return r.serveSigned(out, req, q, t, src)
 }
 
 // serveUnsigned answers a request whose TSIG, if it had one, verified with
@@ -36,7 +33,7 @@ func (r *Responder) serveUnsigned(out, req []byte, q *query, t Transport, src ne
 	}
 	sc := r.pool.Get().(*scratch)
 	defer r.pool.Put(sc)
-	return r.answer(sc, out, req, t)
+	return r.answer(sc, out, req, src, t)
 }
 
 // ixfrUDP answers IXFR over UDP with our SOA alone when the client may

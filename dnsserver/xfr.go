@@ -44,6 +44,7 @@ type xfr struct {
 	sign  *tsigSigner
 	opt   *dns.OPT // our OPT when the request had one
 	zone  string   // the question name, for logs
+	start time.Time
 	msgs  int
 	bytes int
 }
@@ -54,14 +55,13 @@ func (r *Responder) serveTransfer(req []byte, src netip.AddrPort, send func([]by
 	if !isTransferQuery(req) {
 		return false
 	}
-	start := time.Now()
-	x := &xfr{r: r, src: src, send: send}
+	x := &xfr{r: r, src: src, send: send, start: time.Now()}
 	zc, rcode := x.serve(req)
 	qtype := uint16(dns.TypeAXFR)
 	if x.req != nil {
 		qtype = x.req.Question[0].Qtype
 	}
-	r.metrics.observe(zc, qtype, rcode, TCP, x.bytes, time.Since(start))
+	r.metrics.observe(zc, qtype, rcode, TCP, x.bytes, time.Since(x.start))
 	return true
 }
 
@@ -117,7 +117,7 @@ func (x *xfr) serve(req []byte) (*zoneCounters, int) {
 		}
 		// No history is kept: an AXFR-style reply (RFC 1995 section 4).
 	}
-	x.stream(zd, st.key, time.Now())
+	x.stream(zd, st.key)
 	return zc, dns.RcodeSuccess
 }
 
@@ -166,7 +166,7 @@ func (x *xfr) newMsg(first bool, answer ...dns.RR) *dns.Msg {
 }
 
 // reply sends a single error reply (signed when the request was) and
-// returns its rcode.
+// returns its rcode. A failed send is the transport's to report.
 func (x *xfr) reply(rcode int) int {
 	m := x.newMsg(true)
 	m.Authoritative = false
@@ -175,13 +175,11 @@ func (x *xfr) reply(rcode int) int {
 	return rcode
 }
 
-// flush packs, signs and sends m. Errors are logged; the caller stops
-// sending after the first one (sendRaw ignores later messages).
+// flush packs, signs and sends m.
 func (x *xfr) flush(m *dns.Msg) error {
 	out, err := x.sign.pack(m)
 	if err != nil {
-		x.r.log.Info("zone transfer failed", "zone", x.zone, "client", x.src.Addr(), "error", err)
-		return err
+		return fmt.Errorf("pack transfer message: %w", err)
 	}
 	return x.sendRaw(out)
 }
@@ -209,7 +207,7 @@ func (x *xfr) refuse(key *tsigKey, reason string) {
 
 // stream sends the zone: its SOA, every other record, the SOA again (RFC
 // 5936 section 2.2), in messages of about xfrMsgBudget bytes.
-func (x *xfr) stream(zd *zoneData, key *tsigKey, start time.Time) {
+func (x *xfr) stream(zd *zoneData, key *tsigKey) {
 	soa := zd.soa.rrs[0]
 	m := x.newMsg(true, soa)
 	size, n := dns.Len(soa), 1
@@ -236,7 +234,7 @@ func (x *xfr) stream(zd *zoneData, key *tsigKey, start time.Time) {
 		n++
 	}
 	args := []any{"zone", zd.origin, "client", x.src.Addr(), "qtype", dns.TypeToString[x.req.Question[0].Qtype],
-		"serial", zd.serial, "records", n, "messages", x.msgs, "bytes", x.bytes, "duration", time.Since(start)}
+		"serial", zd.serial, "records", n, "messages", x.msgs, "bytes", x.bytes, "duration", time.Since(x.start)}
 	if key != nil {
 		args = append(args, "key", key.name)
 	}

@@ -126,7 +126,9 @@ func hasFatal(issues []Issue) bool {
 // zones directory, or the embedded default). The zone's origin is the file
 // name with an optional ".zone" suffix removed ("example.com.zone" ->
 // "example.com."). Subdirectories are not zones (they may hold $INCLUDE
-// files). A rejected file returns a *LoadError listing every fatal Issue.
+// files). $INCLUDE paths resolve inside fsys and cannot leave it (see the
+// package documentation). A rejected file returns a *LoadError listing
+// every fatal Issue.
 func LoadZone(fsys fs.FS, file string) (*Zone, error) {
 	res := loadFile(fsys, file)
 	if res.zone == nil {

@@ -66,8 +66,9 @@ type tsigKeyConfig struct {
 }
 
 type zoneTransferConfig struct {
-	Allow  []aclRuleConfig `yaml:"allow"`  // who may AXFR/IXFR; empty = nobody
-	Notify []string        `yaml:"notify"` // secondaries to NOTIFY on serial change, "addr:port"
+	Allow     []aclRuleConfig `yaml:"allow"`      // who may AXFR/IXFR; empty = nobody
+	Notify    []string        `yaml:"notify"`     // secondaries to NOTIFY on serial change, "addr:port"
+	NotifyKey string          `yaml:"notify_key"` // TSIG key to sign NOTIFY with; "" = unsigned
 }
 
 type aclRuleConfig struct {

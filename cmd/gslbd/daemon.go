@@ -86,7 +86,7 @@ func buildTransfers(tc transferConfig) (dnsserver.TransferConfig, error) {
 		out.Keys = append(out.Keys, dnsserver.TSIGKey{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret})
 	}
 	for zone, z := range tc.Zones {
-		var zt dnsserver.ZoneTransfer
+		zt := dnsserver.ZoneTransfer{NotifyKey: z.NotifyKey}
 		for i, rule := range z.Allow {
 			r := dnsserver.ACLRule{Key: rule.Key}
 			for j, p := range rule.Prefixes {
@@ -168,8 +168,11 @@ func (d *daemon) loadZones() error {
 			return fmt.Errorf("embedded zone %s: %w", file, err)
 		}
 		d.log.Info("serving the embedded example zones (use -zones DIR for your own)")
+		if err := d.responder.SetZones(set); err != nil {
+			return err
+		}
 		d.notifier.ZonesChanged(set)
-		return d.responder.SetZones(set)
+		return nil
 	}
 	w, err := zones.NewWatcher(zones.WatcherConfig{
 		Dir: d.cfg.zonesDir, Logger: d.log, Debounce: d.cfg.reload.Debounce, Poll: d.cfg.reload.Poll,
@@ -184,8 +187,11 @@ func (d *daemon) loadZones() error {
 	}
 	d.watcher = w
 	set := w.Current()
+	if err := d.responder.SetZones(set); err != nil {
+		return err
+	}
 	d.notifier.ZonesChanged(set)
-	return d.responder.SetZones(set)
+	return nil
 }
 
 // run serves until ctx is done, then shuts down gracefully.
