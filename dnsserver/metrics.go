@@ -131,7 +131,7 @@ func newQueryMetrics() *queryMetrics {
 			"DNS queries answered, by zone (\"none\" outside served zones), query type, response code and transport.",
 			[]string{"zone", "qtype", "rcode", "transport"}, nil),
 		latencyDesc: prometheus.NewDesc("gslbd_dns_request_duration_seconds",
-			"Time spent answering a query inside gslbd, from parsed request to written reply.",
+			"Time spent answering a query inside gslbd, from received request to written reply; one UDP/TCP query in 16 is timed.",
 			[]string{"transport"}, nil),
 		sizeDesc: prometheus.NewDesc("gslbd_dns_response_size_bytes",
 			"Size of DNS replies.", []string{"transport"}, nil),
@@ -164,11 +164,12 @@ func (m *queryMetrics) counters(zone string) *zoneCounters {
 	return c
 }
 
-func (m *queryMetrics) observe(c *zoneCounters, qtype uint16, rcode int, t Transport, size int, d time.Duration) {
+func (m *queryMetrics) count(c *zoneCounters, qtype uint16, rcode int, t Transport, size int) {
 	c.n[qtypeIndex(qtype)][rcodeIndex(rcode)][t].Add(1)
-	m.latency[t].observe(d.Seconds(), uint64(d))
 	m.size[t].observe(float64(size), uint64(size))
 }
+
+func (h *histogram) observeDuration(d time.Duration) { h.observe(d.Seconds(), uint64(d)) }
 
 func (m *queryMetrics) reload(zone string, ok bool) {
 	m.mu.Lock()

@@ -61,7 +61,8 @@ func (r *Responder) serveTransfer(req []byte, src netip.AddrPort, send func([]by
 	if x.req != nil {
 		qtype = x.req.Question[0].Qtype
 	}
-	r.metrics.observe(zc, qtype, rcode, TCP, x.bytes, time.Since(x.start))
+	r.metrics.count(zc, qtype, rcode, TCP, x.bytes)
+	r.metrics.latency[TCP].observeDuration(time.Since(x.start))
 	return true
 }
 

@@ -165,7 +165,8 @@ func TestMetrics(t *testing.T) {
 		`gslbd_dns_queries_total{qtype="AAAA",rcode="NXDOMAIN",transport="tcp",zone="example.test."} 1`,
 		`gslbd_dns_queries_total{qtype="A",rcode="REFUSED",transport="udp",zone="none"} 1`,
 		`gslbd_zone_serial{zone="example.test."} 2.026112201e+09`,
-		`gslbd_dns_request_duration_seconds_bucket{transport="udp",le="+Inf"} 2`,
+		`gslbd_dns_response_size_bytes_count{transport="udp"} 2`,
+		`gslbd_dns_request_duration_seconds_bucket{transport="udp",le="+Inf"}`,
 		`gslbd_dns_tcp_connections_total 1`,
 	} {
 		if !strings.Contains(m, want) {

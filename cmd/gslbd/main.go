@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 )
@@ -44,6 +45,7 @@ func run(args []string) int {
 		workers    = fs.Int("workers", -1, "UDP sockets per listen address (default: one per CPU)")
 		metrics    = fs.String("metrics", "\x00", `metrics listen address, "" to disable (default 127.0.0.1:9153)`)
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
+		cpuProfile = fs.String("cpuprofile", "", "write a CPU profile to this file until exit (for performance work)")
 	)
 	fs.Var(&listen, "listen", "address:port to serve DNS on, UDP and TCP; repeat or comma-separate (default 127.0.0.1:5353)")
 	if err := fs.Parse(args); err != nil {
@@ -80,6 +82,19 @@ func run(args []string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "gslbd: %v\n", err)
 		return 2
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gslbd: -cpuprofile: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "gslbd: -cpuprofile: %v\n", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
