@@ -4,6 +4,8 @@ import (
 	"net/netip"
 
 	"github.com/miekg/dns"
+
+	"github.com/gslbd/gslbd/gslb"
 )
 
 const (
@@ -37,6 +39,7 @@ func (r *Responder) answer(sc *scratch, out, req []byte, src netip.AddrPort, t T
 	res := &sc.r
 	res.reset()
 	zc := r.none
+	var scope uint8
 	switch q.qclass {
 	case dns.ClassINET:
 		zd := r.snap.Load().findZone(q.name(), q.qtype)
@@ -46,12 +49,49 @@ func (r *Responder) answer(sc *scratch, out, req []byte, src netip.AddrPort, t T
 		}
 		zc = r.zoneCounters(zd)
 		zd.lookup(res, q.name(), q.qtype)
+		if res.dyn != nil {
+			scope = r.decide(sc, zd, src)
+		}
 	case dns.ClassCHAOS:
 		r.chaosLookup(res, q)
 	default:
 		res.rcode = dns.RcodeRefused
 	}
-	return r.write(sc, out, req, t, 0), zc, int(res.rcode)
+	return r.write(sc, out, req, t, scope), zc, int(res.rcode)
+}
+
+// decide asks the GSLB engine for a GSLB name's addresses and returns the
+// ECS scope the answer depended on.
+func (r *Responder) decide(sc *scratch, zd *zoneData, src netip.AddrPort) uint8 {
+	res, a := &sc.r, &sc.g
+	gq := gslb.Query{Name: res.dyn.gslb, IPv6: res.dynType == dns.TypeAAAA, Resolver: src.Addr()}
+	if sc.q.ecs.present {
+		gq.ECS = sc.q.ecs.Prefix()
+	}
+	a.Addrs = sc.ga[:0]
+	if r.cfg.GSLB != nil {
+		r.cfg.GSLB.Decide(gq, a)
+	} else {
+		a.Outcome = gslb.NotGSLB
+	}
+	switch a.Outcome {
+	case gslb.Answered:
+		if len(a.Addrs) > 0 {
+			res.addrs, res.addrTTL = a.Addrs, a.TTL
+			return a.Scope
+		}
+	case gslb.ServFail:
+		res.dyn, res.rcode, res.aa = nil, dns.RcodeServerFailure, false
+		res.ans = res.ans[:0]
+		return 0
+	case gslb.NotGSLB:
+		a.Scope = 0
+	}
+	// NODATA. Its scope is the decision's: a geofence that leaves a region
+	// without an answer must not be cached for everyone.
+	res.dyn = nil
+	res.ns = append(res.ns, rrRef{owner: zd.apex, set: zd.negSOA})
+	return a.Scope
 }
 
 // zoneCounters returns the metrics counters of a compiled zone.

@@ -33,8 +33,9 @@ type node struct {
 	name     []byte // lowercase wire form
 	sets     []*rrset
 	cname    *rrset
-	cut      bool // NS below the apex: a delegation point
-	occluded bool // at or below a delegation point (only glue lives here)
+	gslb     string // the GSLB record answering A/AAAA here ("" = none)
+	cut      bool   // NS below the apex: a delegation point
+	occluded bool   // at or below a delegation point (only glue lives here)
 }
 
 func (n *node) get(t uint16) *rrset {
@@ -102,8 +103,10 @@ func newRRSet(rrs []dns.RR) (*rrset, error) {
 	return s, nil
 }
 
-// compileZone turns a validated zone into answer-ready data.
-func compileZone(z *zones.Zone) (*zoneData, error) {
+// compileZone turns a validated zone into answer-ready data. gslbNames are
+// the GSLB records' owner names (canonical); those inside this zone answer
+// A and AAAA from the engine.
+func compileZone(z *zones.Zone, gslbNames []string) (*zoneData, error) {
 	apex, err := wireName(z.Origin)
 	if err != nil {
 		return nil, fmt.Errorf("compile zone %s: %w", z.Origin, err)
@@ -167,6 +170,21 @@ func compileZone(z *zones.Zone) (*zoneData, error) {
 	}
 	if err := zd.linkAdditional(); err != nil {
 		return nil, fmt.Errorf("compile zone %s: %w", z.Origin, err)
+	}
+	for _, name := range gslbNames {
+		w, err := wireName(name)
+		if err != nil || !isSubdomain(w, apex) {
+			continue
+		}
+		n := zd.nodes[string(w)]
+		if n == nil {
+			n = zd.ensureNode(w)
+			n.occluded = zd.underCut(w)
+		}
+		if n.occluded || n.cname != nil || n.get(dns.TypeA) != nil || n.get(dns.TypeAAAA) != nil {
+			continue // CheckGSLB reports these; the static data wins
+		}
+		n.gslb = name
 	}
 	return zd, nil
 }

@@ -1,6 +1,10 @@
 package dnsserver
 
-import "github.com/miekg/dns"
+import (
+	"net/netip"
+
+	"github.com/miekg/dns"
+)
 
 // maxCNAMEChain bounds in-zone CNAME chasing (loops and long chains).
 const maxCNAMEChain = 12
@@ -22,11 +26,19 @@ type result struct {
 	// hinfo asks the writer for the RFC 8482 synthetic HINFO instead of ans.
 	hinfo    bool
 	hinfoTTL uint32
+	// dyn is a GSLB name whose addresses the engine decides; dynOwner is
+	// the owner to write them with (after any CNAMEs in ans).
+	dyn      *node
+	dynOwner []byte
+	dynType  uint16
+	addrs    []netip.Addr // the engine's answer for dyn
+	addrTTL  uint32
 }
 
 func (r *result) reset() {
 	r.rcode, r.aa, r.hinfo, r.hinfoTTL = dns.RcodeSuccess, false, false, 0
 	r.ans, r.ns, r.extra = r.ans[:0], r.ns[:0], r.extra[:0]
+	r.dyn, r.dynOwner = nil, nil
 }
 
 // snapshot is the immutable set of compiled zones that queries read.
@@ -142,10 +154,17 @@ func (zd *zoneData) inChain(r *result, target []byte) bool {
 
 // answerNode fills the answer for an existing node: the RRset, ANY, or NODATA.
 func (zd *zoneData) answerNode(r *result, n *node, owner []byte, qtype uint16) {
-	if qtype == dns.TypeANY && len(n.sets) > 0 {
+	if n.gslb != "" && (qtype == dns.TypeA || qtype == dns.TypeAAAA) {
+		r.dyn, r.dynOwner, r.dynType = n, owner, qtype
+		return
+	}
+	if qtype == dns.TypeANY && (len(n.sets) > 0 || n.gslb != "") {
 		// RFC 8482 section 4.2: one synthesised HINFO instead of every set.
 		r.hinfo = true
-		r.hinfoTTL = n.sets[0].ttl
+		r.hinfoTTL = zd.soa.ttl
+		if len(n.sets) > 0 {
+			r.hinfoTTL = n.sets[0].ttl
+		}
 		for _, s := range n.sets {
 			r.hinfoTTL = min(r.hinfoTTL, s.ttl)
 		}

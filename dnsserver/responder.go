@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gslbd/gslbd/gslb"
 	"github.com/gslbd/gslbd/zones"
 )
 
@@ -33,6 +34,8 @@ type Config struct {
 	// Transfers configures AXFR/IXFR per zone; by default every zone
 	// refuses them.
 	Transfers TransferConfig
+	// GSLB answers A/AAAA for the names of its records; nil: static only.
+	GSLB *gslb.Engine
 	// QuerySample is the share of queries logged at Info (0 = none, 1 = all).
 	QuerySample float64
 	// Logger; nil discards.
@@ -49,6 +52,7 @@ type Responder struct {
 	metrics *queryMetrics
 	none    *zoneCounters // queries outside every zone
 	chaos   map[string]*rrset
+	zoneSet *zones.Set // the last set given, for GSLBChanged
 	xfr     *transferPolicy
 	pool    sync.Pool
 	// sampleEvery logs one query in sampleEvery (0 = off); sampled counts.
@@ -62,6 +66,8 @@ const latencyEvery = 16
 // scratch is the per-query working memory, pooled.
 type scratch struct {
 	n   uint64 // queries served with this scratch, for latency sampling
+	g   gslb.Answer
+	ga  [16]netip.Addr
 	q   query
 	r   result
 	w   writer
@@ -131,6 +137,35 @@ func buildChaos(id Identity) (map[string]*rrset, error) {
 func (r *Responder) SetZones(set *zones.Set) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.setZones(set, false)
+}
+
+// GSLBChanged recompiles every zone against the engine's current records
+// (call it after gslb.Engine.SetConfig).
+func (r *Responder) GSLBChanged() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.setZones(r.zoneSet, true)
+}
+
+func (r *Responder) gslbNames() []string {
+	if r.cfg.GSLB == nil {
+		return nil
+	}
+	recs := r.cfg.GSLB.Config().Records
+	names := make([]string, 0, len(recs))
+	for n := range recs {
+		names = append(names, n)
+	}
+	return names
+}
+
+func (r *Responder) setZones(set *zones.Set, force bool) error {
+	if set == nil {
+		set = &zones.Set{}
+	}
+	r.zoneSet = set
+	names := r.gslbNames()
 	old := r.snap.Load()
 	byOrigin := make(map[string]*zoneData, len(old.zones))
 	for _, zd := range old.zones {
@@ -140,11 +175,11 @@ func (r *Responder) SetZones(set *zones.Set) error {
 	var errs []error
 	for origin, z := range set.Zones {
 		prev := byOrigin[origin]
-		if prev != nil && prev.src == z {
+		if prev != nil && prev.src == z && !force {
 			next.zones[string(prev.apex)] = prev
 			continue
 		}
-		zd, err := compileZone(z)
+		zd, err := compileZone(z, names)
 		if err != nil {
 			errs = append(errs, err)
 			if prev != nil {

@@ -1,6 +1,10 @@
 package dnsserver
 
-import "github.com/miekg/dns"
+import (
+	"net/netip"
+
+	"github.com/miekg/dns"
+)
 
 const headerLen = 12
 
@@ -95,6 +99,39 @@ func (w *writer) addSet(sec int, owner []byte, s *rrset) bool {
 	return true
 }
 
+// addAddrs appends one A or AAAA record per address (a GSLB answer), all
+// or nothing.
+func (w *writer) addAddrs(owner []byte, rtype uint16, ttl uint32, addrs []netip.Addr) bool {
+	start := len(w.b)
+	ownerStart, ownerLen := 0, 0
+	for i, a := range addrs {
+		if i == 0 {
+			ownerStart = len(w.b)
+			w.writeOwner(owner)
+			ownerLen = len(w.b) - ownerStart
+		} else {
+			w.b = append(w.b, w.b[ownerStart:ownerStart+ownerLen]...)
+		}
+		w.b = append(w.b, byte(rtype>>8), byte(rtype), 0, byte(dns.ClassINET),
+			byte(ttl>>24), byte(ttl>>16), byte(ttl>>8), byte(ttl))
+		if rtype == dns.TypeA {
+			b := a.As4()
+			w.b = append(w.b, 0, 4)
+			w.b = append(w.b, b[:]...)
+		} else {
+			b := a.As16()
+			w.b = append(w.b, 0, 16)
+			w.b = append(w.b, b[:]...)
+		}
+	}
+	if len(w.b) > w.limit {
+		w.b = w.b[:start]
+		return false
+	}
+	w.counts[secAnswer] += uint16(len(addrs))
+	return true
+}
+
 // addHINFO appends the RFC 8482 synthetic HINFO ("RFC8482", "").
 func (w *writer) addHINFO(owner []byte, ttl uint32) bool {
 	start := len(w.b)
@@ -125,6 +162,10 @@ func (w *writer) writeResult(r *result) {
 			w.tc = true
 			return
 		}
+	}
+	if r.dyn != nil && !w.addAddrs(r.dynOwner, r.dynType, r.addrTTL, r.addrs) {
+		w.tc = true
+		return
 	}
 	for _, a := range r.ns {
 		if !w.addSet(secAuthority, a.owner, a.set) {

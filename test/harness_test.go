@@ -91,6 +91,7 @@ type gslbd struct {
 	Metrics string         // host:port of /metrics
 	logs    *syncBuffer
 	done    chan error
+	stopped bool
 }
 
 var listeningRE = regexp.MustCompile(`msg=listening dns=(\S+) metrics=(\S*)`)
@@ -141,15 +142,16 @@ func startGslbd(t testing.TB, args ...string) *gslbd {
 	return g
 }
 
-// stop sends SIGTERM and requires a clean exit within 10s.
+// stop sends SIGTERM and requires a clean exit within 10s. Calling it
+// again is a no-op.
 func (g *gslbd) stop(t testing.TB) {
-	if g.cmd.ProcessState != nil {
+	if g.stopped {
 		return
 	}
+	g.stopped = true
 	_ = g.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-g.done:
-		g.done <- err
 		if err != nil {
 			t.Errorf("gslbd exit: %v\n%s", err, g.logs)
 		}

@@ -27,6 +27,7 @@ type fileConfig struct {
 	Reload          reloadConfig   `yaml:"reload"`
 	Log             logConfig      `yaml:"log"`
 	Transfers       transferConfig `yaml:"transfers"`
+	GSLB            gslbConfig     `yaml:"gslb"`
 }
 
 type identityConfig struct {

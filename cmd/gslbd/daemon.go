@@ -32,6 +32,7 @@ type config struct {
 	reload          reloadConfig
 	transport       dnsserver.TransportConfig
 	responder       dnsserver.Config
+	gslb            gslbConfig
 	logger          *slog.Logger
 }
 
@@ -41,7 +42,7 @@ func buildConfig(fc *fileConfig) (*config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &config{zonesDir: fc.Zones, metricsAddr: "127.0.0.1:9153", shutdownTimeout: fc.ShutdownTimeout, reload: fc.Reload, logger: logger}
+	c := &config{zonesDir: fc.Zones, metricsAddr: "127.0.0.1:9153", shutdownTimeout: fc.ShutdownTimeout, reload: fc.Reload, gslb: fc.GSLB, logger: logger}
 	if fc.Metrics != nil {
 		c.metricsAddr = *fc.Metrics
 	}
@@ -136,13 +137,27 @@ type daemon struct {
 	responder *dnsserver.Responder
 	server    *dnsserver.Server
 	watcher   *zones.Watcher // nil when serving the embedded default
+	embedded  *zones.Set     // the embedded default, when no directory is given
 	notifier  *dnsserver.Notifier
+	gslb      *gslbRuntime
 	reg       *prometheus.Registry
+}
+
+// zoneSet is the zone set being served.
+func (d *daemon) zoneSet() *zones.Set {
+	if d.watcher != nil {
+		return d.watcher.Current()
+	}
+	return d.embedded
 }
 
 func newDaemon(cfg *config) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: cfg.logger, reg: prometheus.NewRegistry()}
 	var err error
+	if d.gslb, err = newGSLBRuntime(d, cfg.gslb); err != nil {
+		return nil, err
+	}
+	cfg.responder.GSLB = d.gslb.engine
 	if d.responder, err = dnsserver.NewResponder(cfg.responder); err != nil {
 		return nil, err
 	}
@@ -150,6 +165,9 @@ func newDaemon(cfg *config) (*daemon, error) {
 		return nil, err
 	}
 	if err := d.loadZones(); err != nil {
+		return nil, err
+	}
+	if err := d.gslb.loadConfig(d.zoneSet()); err != nil {
 		return nil, err
 	}
 	if d.server, err = dnsserver.NewServer(cfg.transport, d.responder); err != nil {
@@ -168,6 +186,7 @@ func (d *daemon) loadZones() error {
 			return fmt.Errorf("embedded zone %s: %w", file, err)
 		}
 		d.log.Info("serving the embedded example zones (use -zones DIR for your own)")
+		d.embedded = set
 		if err := d.responder.SetZones(set); err != nil {
 			return err
 		}
@@ -196,7 +215,10 @@ func (d *daemon) loadZones() error {
 
 // run serves until ctx is done, then shuts down gracefully.
 func (d *daemon) run(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	if err := d.server.Listen(); err != nil {
+		signal.Stop(hup)
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -217,11 +239,14 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	goRun(d.server.Serve)
 	goRun(d.notifier.Run)
+	goRun(d.gslb.checker.Run)
+	goRun(d.gslb.geo.Run)
+	goRun(d.gslb.watch)
 	if d.watcher != nil {
 		goRun(d.watcher.Run)
 		goRun(d.applyUpdates)
 	}
-	goRun(d.handleSIGHUP)
+	goRun(func(ctx context.Context) error { return d.handleSIGHUP(ctx, hup) })
 	var addrs []string
 	for _, a := range d.server.Addrs() {
 		addrs = append(addrs, a.String())
@@ -251,21 +276,26 @@ func (d *daemon) applyUpdates(ctx context.Context) error {
 				d.log.Error("zone compile failed, previous version kept", "err", err)
 			}
 			d.notifier.ZonesChanged(set)
+			if cfg := d.gslb.engine.Config(); len(cfg.Records) > 0 {
+				for _, err := range dnsserver.CheckGSLB(set, cfg) {
+					d.log.Warn("gslb record not served after zone change; static data wins", "err", err)
+				}
+			}
 		}
 	}
 }
 
-func (d *daemon) handleSIGHUP(ctx context.Context) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+// handleSIGHUP reloads on SIGHUP. Notify is called before run starts any
+// goroutine (see run), so a SIGHUP right after start never kills us.
+func (d *daemon) handleSIGHUP(ctx context.Context, hup chan os.Signal) error {
 	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-hup:
+			d.gslb.reload()
 			if d.watcher == nil {
-				d.log.Info("SIGHUP: nothing to reload (embedded zones)")
 				continue
 			}
 			d.log.Info("SIGHUP: reloading zones")

@@ -1,0 +1,222 @@
+package gslb
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gslbd/gslbd/geo"
+	"github.com/gslbd/gslbd/gslb/health"
+)
+
+// Locator finds where an address is; *geo.DB implements it.
+type Locator interface {
+	Lookup(addr netip.Addr) geo.Result
+}
+
+// EngineConfig configures an Engine.
+type EngineConfig struct {
+	Clock  health.Clock // RealClock()
+	Logger *slog.Logger // nil discards
+}
+
+// Engine answers GSLB queries from an immutable snapshot of configuration,
+// health and the geolocation database, swapped atomically on change.
+type Engine struct {
+	clock health.Clock
+	log   *slog.Logger
+	snap  atomic.Pointer[snapshot]
+	mu    sync.Mutex // serialises snapshot rebuilds
+	pool  sync.Pool  // *decision scratch
+}
+
+type snapshot struct {
+	cfg      *Config
+	health   []epHealth // by Endpoint.Index
+	statuses map[health.TargetKey]health.Status
+	geo      Locator
+}
+
+// NewEngine returns an engine with an empty configuration.
+func NewEngine(cfg EngineConfig) *Engine {
+	if cfg.Clock == nil {
+		cfg.Clock = health.RealClock()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{clock: cfg.Clock, log: cfg.Logger}
+	e.pool.New = func() any { return new(decision) }
+	e.snap.Store(&snapshot{cfg: &Config{Sites: map[string]*Site{}, Pools: map[string]*Pool{}, Records: map[string]*Record{}}})
+	return e
+}
+
+// Config returns the configuration being served.
+func (e *Engine) Config() *Config { return e.snap.Load().cfg }
+
+// SetConfig swaps in a new configuration, keeping the known health.
+func (e *Engine) SetConfig(cfg *Config) {
+	e.rebuild(func(s *snapshot) { s.cfg = cfg })
+}
+
+// SetGeo swaps in a geolocation database (nil: location unknown).
+func (e *Engine) SetGeo(l Locator) {
+	e.rebuild(func(s *snapshot) { s.geo = l })
+}
+
+// SetHealth swaps in probe results (health.Checker.Statuses()).
+func (e *Engine) SetHealth(st map[health.TargetKey]health.Status) {
+	e.rebuild(func(s *snapshot) { s.statuses = st })
+}
+
+func (e *Engine) rebuild(change func(*snapshot)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.snap.Load()
+	next := &snapshot{cfg: old.cfg, statuses: old.statuses, geo: old.geo}
+	change(next)
+	next.health = make([]epHealth, len(next.cfg.Endpoints))
+	for i, ep := range next.cfg.Endpoints {
+		h := epHealth{up: true, reason: "not monitored"}
+		if ep.Target != nil {
+			h.reason = "not probed yet"
+			if st, ok := next.statuses[ep.Target.Key()]; ok {
+				h = epHealth{up: st.Up, nextChange: st.NextChange, reason: st.Reason}
+			}
+		}
+		next.health[i] = h
+	}
+	e.snap.Store(next)
+}
+
+// HasRecord reports whether name (canonical) is a GSLB record.
+func (e *Engine) HasRecord(name string) bool {
+	_, ok := e.snap.Load().cfg.Records[name]
+	return ok
+}
+
+// Decide answers q, appending addresses to a.Addrs.
+func (e *Engine) Decide(q Query, a *Answer) {
+	d := e.pool.Get().(*decision)
+	e.decide(d, q, a)
+	d.snap, d.rec, d.trace = nil, nil, nil
+	e.pool.Put(d)
+}
+
+// Explain answers q and says why, step by step.
+func (e *Engine) Explain(q Query) Answer {
+	var a Answer
+	d := new(decision)
+	d.trace = &a.Trace
+	e.decide(d, q, &a)
+	return a
+}
+
+func (e *Engine) decide(d *decision, q Query, a *Answer) {
+	s := e.snap.Load()
+	rec := s.cfg.Records[q.Name]
+	a.Outcome, a.Scope, a.UsedECS = NotGSLB, 0, false
+	if rec == nil {
+		return
+	}
+	*d = decision{snap: s, rec: rec, cands: d.cands[:0], all: d.all[:0], ranks: d.ranks, floats: d.floats, order: d.order[:0], trace: d.trace}
+	d.client = clientPrefix(q, s.cfg.Trusted, &a.UsedECS)
+	d.load(rec.Pool, q.IPv6, false)
+	d.run()
+	a.Outcome = Answered
+	if len(d.cands) == 0 && d.healthEmptied {
+		e.allDown(d, q, a)
+	}
+	a.TTL = e.ttl(d)
+	if a.Outcome == ServFail {
+		return
+	}
+	// A NODATA depends on the client as much as an answer does (a region
+	// whose sites are down or fenced out): it carries the same scope.
+	if a.UsedECS {
+		a.Scope = uint8(min(d.scope, d.client.Addr().BitLen()))
+	}
+	if a.Outcome != Answered {
+		return
+	}
+	for _, c := range d.cands {
+		a.Addrs = append(a.Addrs, c.ep.Addr)
+	}
+	if len(d.cands) == 0 { // not len(a.Addrs): the caller's buffer may hold addresses
+		a.Outcome = NoData
+	}
+}
+
+// allDown applies the record's policy when health left nothing.
+func (e *Engine) allDown(d *decision, q Query, a *Answer) {
+	if d.trace != nil {
+		*d.trace = append(*d.trace, Step{Filter: "all_down", Note: "every candidate is down"})
+	}
+	switch d.rec.AllDown {
+	case AllDownNoData:
+		a.Outcome = NoData
+	case AllDownServFail:
+		a.Outcome = ServFail
+	case AllDownFallback:
+		d.load(d.rec.Fallback, q.IPv6, false)
+		d.run()
+		if len(d.cands) == 0 {
+			d.load(d.rec.Fallback, q.IPv6, true)
+			d.run()
+		}
+		a.Outcome = Answered
+	default: // all: answer as if every endpoint were up
+		d.load(d.rec.Pool, q.IPv6, true)
+		d.run()
+		a.Outcome = Answered
+	}
+}
+
+// ttl is the record's TTL, shrunk toward the next possible health change
+// of any endpoint considered (as gdnsd does), never below ttl_min.
+func (e *Engine) ttl(d *decision) uint32 {
+	ttl := d.rec.TTL
+	now := e.clock.Now()
+	for _, c := range d.all {
+		nc := d.snap.health[c.ep.Index].nextChange
+		if nc.IsZero() {
+			continue
+		}
+		if secs := nc.Sub(now) / time.Second; secs < time.Duration(ttl) {
+			ttl = uint32(max(secs, 0))
+		}
+	}
+	return min(max(ttl, d.rec.TTLMin), d.rec.TTLMax)
+}
+
+// clientPrefix is the network the decision is about: the ECS source prefix
+// when the query had one from a trusted resolver, else the resolver itself.
+// SOURCE /0 says "do not use client information" (RFC 7871 7.1.2): the
+// resolver is used and the reply's scope is 0.
+func clientPrefix(q Query, trusted []netip.Prefix, usedECS *bool) netip.Prefix {
+	if q.ECS.IsValid() && q.ECS.Bits() > 0 && trustedResolver(q.Resolver, trusted) {
+		*usedECS = true
+		a, bits := q.ECS.Addr(), q.ECS.Bits()
+		if a.Is4In6() { // ::ffff:a.b.c.d/n is the IPv4 prefix /n-96
+			a, bits = a.Unmap(), max(bits-96, 0)
+		}
+		return netip.PrefixFrom(a, bits).Masked()
+	}
+	r := q.Resolver.Unmap()
+	return netip.PrefixFrom(r, r.BitLen())
+}
+
+func trustedResolver(r netip.Addr, trusted []netip.Prefix) bool {
+	if len(trusted) == 0 {
+		return true
+	}
+	r = r.Unmap()
+	for _, p := range trusted {
+		if p.Contains(r) {
+			return true
+		}
+	}
+	return false
+}
