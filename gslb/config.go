@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -136,4 +137,21 @@ func (e *pathErr) Error() string { return e.path + ": " + e.msg }
 
 func errAt(path, format string, args ...any) error {
 	return &pathErr{path: path, msg: fmt.Sprintf(format, args...)}
+}
+
+// LoadFile reads, parses and compiles a GSLB configuration file.
+func LoadFile(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read gslb config: %w", err)
+	}
+	fc, err := ParseConfig(path, data)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := Compile(fc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
 }

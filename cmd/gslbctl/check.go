@@ -4,8 +4,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 
+	"github.com/gslbd/gslbd/dnsserver"
+	"github.com/gslbd/gslbd/gslb"
 	"github.com/gslbd/gslbd/zones"
 )
 
@@ -33,6 +37,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	issues, fatal := zones.Check(fsys)
+	gslbErrs := checkGSLBFile(dir, fsys)
 	errs, warns := 0, 0
 	for _, is := range issues {
 		if is.Warning {
@@ -45,9 +50,27 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		errs++
 		fmt.Fprintf(stdout, "error: %s\n", is)
 	}
+	for _, err := range gslbErrs {
+		errs++
+		fmt.Fprintf(stdout, "error: %v\n", err)
+	}
 	fmt.Fprintf(stderr, "%d zone files, %d errors, %d warnings\n", len(files), errs, warns)
-	if fatal {
+	if fatal || len(gslbErrs) > 0 {
 		return 1
 	}
 	return 0
+}
+
+// checkGSLBFile validates DIR/gslb.yaml, when present, against the zones.
+func checkGSLBFile(dir string, fsys fs.FS) []error {
+	path := filepath.Join(dir, "gslb.yaml")
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	cfg, err := gslb.LoadFile(path)
+	if err != nil {
+		return []error{err}
+	}
+	set, _ := zones.Load(fsys)
+	return dnsserver.CheckGSLB(set, cfg)
 }

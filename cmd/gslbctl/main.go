@@ -1,6 +1,7 @@
 // Command gslbctl is the operator's CLI for gslbd.
 //
-//	gslbctl check DIR    validate a zones directory (exit 1 on errors)
+//	gslbctl check DIR    validate a zones directory and its gslb.yaml (exit 1 on errors)
+//	gslbctl explain ...  say why a GSLB name answers what it does, offline
 package main
 
 import (
@@ -12,8 +13,12 @@ import (
 const usage = `usage: gslbctl <command> [arguments]
 
 commands:
-  check DIR   validate every zone file in DIR the way gslbd loads them;
-              prints file:line: message for each problem, exits 1 if any is fatal
+  check DIR   validate every zone file in DIR, and DIR/gslb.yaml against them,
+              the way gslbd loads them; prints file:line: message for each
+              problem, exits 1 if any is fatal
+  explain     run a GSLB record's filter chain for a client and print every
+              step: gslbctl explain -zones DIR -client IP [-ecs PREFIX]
+              [-type A|AAAA] [-geoip FILE] [-down NAME,...] NAME
 `
 
 func main() {
@@ -28,6 +33,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "check":
 		return runCheck(args[1:], stdout, stderr)
+	case "explain":
+		return runExplain(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

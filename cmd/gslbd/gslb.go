@@ -114,19 +114,11 @@ func (g *gslbRuntime) loadConfig(set *zones.Set) error {
 	return g.d.responder.GSLBChanged()
 }
 
-// readGSLB is shared with gslbctl's checks: parse, compile, bind to zones.
+// readGSLB loads the GSLB file and checks it against the zones.
 func readGSLB(path string, set *zones.Set) (*gslb.Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read gslb config: %w", err)
-	}
-	fc, err := gslb.ParseConfig(path, data)
+	cfg, err := gslb.LoadFile(path)
 	if err != nil {
 		return nil, err
-	}
-	cfg, err := gslb.Compile(fc)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if errs := dnsserver.CheckGSLB(set, cfg); len(errs) > 0 {
 		return nil, fmt.Errorf("%s: %w", path, errors.Join(errs...))
