@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gslbd/gslbd/gslb/health"
 )
@@ -21,6 +22,7 @@ type Site struct {
 	Country   string
 	Continent string
 	Capacity  float64
+	answers   *atomic.Uint64 // metrics, attached by the engine
 }
 
 // Endpoint is a compiled endpoint: an address that may be answered.
@@ -59,6 +61,7 @@ type Record struct {
 	Chain               []Filter
 	AllDown             AllDown
 	Fallback            *Pool
+	stats               *recordStats // metrics, attached by the engine
 }
 
 // Config is a compiled, validated GSLB configuration. Immutable.

@@ -68,20 +68,21 @@ type epHealth struct {
 
 // decision is the working state of one Decide call.
 type decision struct {
-	snap          *snapshot
-	rec           *Record
-	client        netip.Prefix
-	cands, all    []cand
-	scope         int
-	healthEmptied bool
-	locDone       bool
-	loc           geo.Location
-	locOK         bool
-	ranks         []int
-	floats        []float64
-	order         []cand // priority's scratch
-	trace         *[]Step
-	traceIn       []string
+	snap           *snapshot
+	rec            *Record
+	client         netip.Prefix
+	cands, all     []cand
+	scope          int
+	healthEmptied  bool
+	allDownApplied bool
+	locDone        bool
+	loc            geo.Location
+	locOK          bool
+	ranks          []int
+	floats         []float64
+	order          []cand // priority's scratch
+	trace          *[]Step
+	traceIn        []string
 }
 
 func (d *decision) clientAddr() netip.Addr { return d.client.Addr() }

@@ -25,11 +25,12 @@ type EngineConfig struct {
 // Engine answers GSLB queries from an immutable snapshot of configuration,
 // health and the geolocation database, swapped atomically on change.
 type Engine struct {
-	clock health.Clock
-	log   *slog.Logger
-	snap  atomic.Pointer[snapshot]
-	mu    sync.Mutex // serialises snapshot rebuilds
-	pool  sync.Pool  // *decision scratch
+	clock   health.Clock
+	log     *slog.Logger
+	snap    atomic.Pointer[snapshot]
+	mu      sync.Mutex // serialises snapshot rebuilds
+	pool    sync.Pool  // *decision scratch
+	metrics *engineMetrics
 }
 
 type snapshot struct {
@@ -47,7 +48,7 @@ func NewEngine(cfg EngineConfig) *Engine {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{clock: cfg.Clock, log: cfg.Logger}
+	e := &Engine{clock: cfg.Clock, log: cfg.Logger, metrics: newEngineMetrics()}
 	e.pool.New = func() any { return new(decision) }
 	e.snap.Store(&snapshot{cfg: &Config{Sites: map[string]*Site{}, Pools: map[string]*Pool{}, Records: map[string]*Record{}}})
 	return e
@@ -58,6 +59,7 @@ func (e *Engine) Config() *Config { return e.snap.Load().cfg }
 
 // SetConfig swaps in a new configuration, keeping the known health.
 func (e *Engine) SetConfig(cfg *Config) {
+	e.metrics.bind(cfg)
 	e.rebuild(func(s *snapshot) { s.cfg = cfg })
 }
 
@@ -101,6 +103,9 @@ func (e *Engine) HasRecord(name string) bool {
 func (e *Engine) Decide(q Query, a *Answer) {
 	d := e.pool.Get().(*decision)
 	e.decide(d, q, a)
+	if d.rec != nil {
+		e.observe(d, q, a)
+	}
 	d.snap, d.rec, d.trace = nil, nil, nil
 	e.pool.Put(d)
 }
@@ -149,8 +154,34 @@ func (e *Engine) decide(d *decision, q Query, a *Answer) {
 	}
 }
 
+// observe counts a decision for the metrics.
+func (e *Engine) observe(d *decision, q Query, a *Answer) {
+	if st := d.rec.stats; st != nil {
+		switch a.Outcome {
+		case Answered:
+			st.answers.Add(1)
+		case NoData:
+			st.nodata.Add(1)
+		case ServFail:
+			st.servfail.Add(1)
+		}
+		if d.allDownApplied {
+			st.allDown.Add(1)
+		}
+	}
+	if a.Outcome == Answered {
+		for _, c := range d.cands {
+			if c.ep.Site.answers != nil {
+				c.ep.Site.answers.Add(1)
+			}
+		}
+	}
+	e.metrics.observeECS(a.UsedECS, q.ECS.IsValid(), a.Scope)
+}
+
 // allDown applies the record's policy when health left nothing.
 func (e *Engine) allDown(d *decision, q Query, a *Answer) {
+	d.allDownApplied = true
 	if d.trace != nil {
 		*d.trace = append(*d.trace, Step{Filter: "all_down", Note: "every candidate is down"})
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -151,8 +152,24 @@ func TestGSLBGeoAndHealth(t *testing.T) {
 	waitFor(t, 2*time.Second+2*time.Second, "London to come back", func() bool {
 		return ask("+subnet=81.2.69.0/24", "gslb.example.test", "A") == "192.0.2.10"
 	})
-	if m := metrics(t, s.g); !strings.Contains(m, `gslbd_health_transitions_total`) {
-		t.Errorf("no health transition metrics:\n%s", grep(m, "health"))
+	m := metrics(t, s.g)
+	for _, want := range []string{
+		`gslbd_health_transitions_total{kind="http",reason="refused",to="down"} 1`,
+		`gslbd_health_transitions_total{kind="http",reason="ok",to="up"} 1`,
+		`gslbd_gslb_endpoint_up{endpoint="192.0.2.10",pool="web",site="lon"} 1`,
+		`gslbd_gslb_ecs_queries_total{ecs="absent"} 1`,
+		`gslbd_gslb_ecs_scope_prefix_length_bucket{le="24"}`,
+		`gslbd_gslb_site_answers_total{site="fra"}`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s\n%s", want, grep(m, "gslbd_gslb_")+grep(m, "gslbd_health_transitions"))
+		}
+	}
+	promtool := requireTool(t, "promtool")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(m)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
 
@@ -212,4 +229,31 @@ func TestECSConformance(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestGSLBConfigReload(t *testing.T) {
+	dir, mmdb := gslbDir(t)
+	cfg := writeConfig(t, "gslb:\n  geoip: "+mmdb+"\n  poll: 100ms\n")
+	g := startGslbd(t, "-zones", dir, "-config", cfg)
+	ask := func() string {
+		return strings.TrimSpace(dig(t, g.DNS, "+short", "+norec", "+subnet=81.2.69.0/24", "gslb.example.test", "A"))
+	}
+	if got := ask(); got != "192.0.2.10" {
+		t.Fatalf("before: %q", got)
+	}
+	// A broken edit is rejected with its path; the previous config keeps serving.
+	y, err := os.ReadFile(filepath.Join(dir, "gslb.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "gslb.yaml"), strings.Replace(string(y), "first_n: 1", "first_n: 0", 1))
+	waitFor(t, 5*time.Second, "the rejection to be logged", func() bool {
+		return strings.Contains(g.Logs(), "gslb config rejected") && strings.Contains(g.Logs(), "first_n")
+	})
+	if got := ask(); got != "192.0.2.10" {
+		t.Errorf("after a broken edit: %q, want the previous config's answer", got)
+	}
+	// A good edit (London clients now prefer Frankfurt) is applied.
+	writeFile(t, filepath.Join(dir, "gslb.yaml"), strings.Replace(string(y), `"country:GB": [lon, fra]`, `"country:GB": [fra, lon]`, 1))
+	waitFor(t, 5*time.Second, "the edited config", func() bool { return ask() == "203.0.113.10" })
 }

@@ -90,7 +90,7 @@ func newGSLBRuntime(d *daemon, gc gslbConfig) (*gslbRuntime, error) {
 		}
 	}
 	g.engine.SetGeo(g.geo.DB())
-	d.reg.MustRegister(g.checker.Collector())
+	d.reg.MustRegister(g.checker.Collector(), g.engine)
 	return g, nil
 }
 
