@@ -179,7 +179,7 @@ func TestCompileErrors(t *testing.T) {
 		{"fallback without all_down: fallback", "all_down: fallback", "all_down: nodata",
 			`records[0].fallback: set only with all_down: fallback`},
 		{"unknown filter", "- up\n", "- upp\n",
-			`records[0].chain[0].upp: unknown filter (have up, geo, proximity, weighted, priority, first_n)`},
+			`records[0].chain[0].upp: unknown filter (have up, geo, proximity, latency, weighted, priority, capacity, first_n)`},
 		{"up with settings", "- up\n", "- up: {x: 1}\n",
 			`records[0].chain[0].up: takes no settings`},
 		{"filter map with two keys", "- first_n: 2", "- {first_n: 2, up: 1}",

@@ -38,6 +38,8 @@ type snapshot struct {
 	health   []epHealth // by Endpoint.Index
 	statuses map[health.TargetKey]health.Status
 	geo      Locator
+	rtt      map[netip.Prefix][]float64 // measured RTT (ms) by client /24 or /48, by site index
+	load     []float64                  // reported load by site index; nil = none
 }
 
 // NewEngine returns an engine with an empty configuration.
@@ -77,7 +79,7 @@ func (e *Engine) rebuild(change func(*snapshot)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.snap.Load()
-	next := &snapshot{cfg: old.cfg, statuses: old.statuses, geo: old.geo}
+	next := &snapshot{cfg: old.cfg, statuses: old.statuses, geo: old.geo, rtt: old.rtt, load: old.load}
 	change(next)
 	next.health = make([]epHealth, len(next.cfg.Endpoints))
 	for i, ep := range next.cfg.Endpoints {

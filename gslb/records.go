@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -155,6 +156,36 @@ func (c *Config) compileFilter(path string, n *yaml.Node) (Filter, error) {
 			return nil, errAt(path, "prefix_v4 must be 1..32 and prefix_v6 1..128")
 		}
 		return f, nil
+	case "latency":
+		var lc struct {
+			RTT      map[string]map[string]time.Duration `yaml:"rtt"`
+			Tie      float64                             `yaml:"tie_percent"`
+			Fallback string                              `yaml:"fallback"`
+		}
+		if err := decode(&lc); err != nil {
+			return nil, err
+		}
+		if lc.Tie < 0 || lc.Tie > 100 {
+			return nil, errAt(path+".tie_percent", "%v is not between 0 and 100", lc.Tie)
+		}
+		table, err := c.compileRTTTable(path, lc.RTT)
+		if err != nil {
+			return nil, err
+		}
+		f := &latency{table: table, tie: lc.Tie}
+		switch lc.Fallback {
+		case "", "proximity":
+			f.fallback = &proximity{bias: make([]float64, len(c.SiteList))}
+		case "none":
+		default:
+			return nil, errAt(path+".fallback", "%q is not proximity or none", lc.Fallback)
+		}
+		return f, nil
+	case "capacity":
+		if args != nil && args.Kind == yaml.MappingNode && len(args.Content) > 0 {
+			return nil, errAt(path, "takes no settings (capacity comes from sites.*.capacity)")
+		}
+		return capacity{}, nil
 	case "priority":
 		var pc struct {
 			By         string `yaml:"by"`
@@ -179,7 +210,7 @@ func (c *Config) compileFilter(path string, n *yaml.Node) (Filter, error) {
 		}
 		return f, nil
 	}
-	return nil, errAt(path, "unknown filter (have up, geo, proximity, weighted, priority, first_n)")
+	return nil, errAt(path, "unknown filter (have up, geo, proximity, latency, weighted, priority, capacity, first_n)")
 }
 
 func cmpInt(v, def int) int {
