@@ -123,7 +123,7 @@ func Compile(fc *FileConfig) (*Config, error) {
 		c.Records[r.Name] = r
 	}
 	for i, t := range fc.ECS.Trusted {
-		p, err := parsePrefix(t)
+		p, err := ParsePrefix(t)
 		if err != nil {
 			add(errAt(fmt.Sprintf("ecs.trusted[%d]", i), "%v", err))
 			continue
@@ -284,8 +284,9 @@ func canonicalName(name string) (string, error) {
 	return n, nil
 }
 
-// parsePrefix accepts "198.51.100.0/24" or a bare address.
-func parsePrefix(s string) (netip.Prefix, error) {
+// ParsePrefix accepts "198.51.100.0/24" or a bare address (a host prefix)
+// and refuses host bits set past the prefix length.
+func ParsePrefix(s string) (netip.Prefix, error) {
 	if !strings.Contains(s, "/") {
 		a, err := netip.ParseAddr(s)
 		if err != nil {

@@ -99,12 +99,22 @@ var (
 // file, line and key.
 func ParseConfig(name string, data []byte) (*FileConfig, error) {
 	var fc FileConfig
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, errors.New(yamlError(name, err))
+	if err := DecodeYAML(name, data, &fc); err != nil {
+		return nil, err
 	}
 	return &fc, nil
+}
+
+// DecodeYAML decodes data into v strictly (unknown keys are errors) and
+// words errors as "name:line: ...", an unknown key as `unknown key "x"`.
+// gslbd's own configuration file uses it too.
+func DecodeYAML(name string, data []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return errors.New(yamlError(name, err))
+	}
+	return nil
 }
 
 func yamlError(name string, err error) string {

@@ -403,12 +403,12 @@ func TestParsePrefix(t *testing.T) {
 		{"", ""},
 	}
 	for _, tt := range tests {
-		p, err := parsePrefix(tt.in)
+		p, err := ParsePrefix(tt.in)
 		switch {
 		case tt.want == "" && err == nil:
-			t.Errorf("parsePrefix(%q) = %v, want an error", tt.in, p)
+			t.Errorf("ParsePrefix(%q) = %v, want an error", tt.in, p)
 		case tt.want != "" && (err != nil || p.String() != tt.want):
-			t.Errorf("parsePrefix(%q) = %v, %v; want %s", tt.in, p, err, tt.want)
+			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", tt.in, p, err, tt.want)
 		}
 	}
 }

@@ -233,23 +233,7 @@ func (f *proximity) apply(d *decision) {
 	for _, c := range d.cands {
 		best = min(best, dist[c.ep.Site.Index])
 	}
-	band := best * (1 + f.tie/100)
-	key := func(c cand) float64 {
-		if v := dist[c.ep.Site.Index]; v > band {
-			return v
-		}
-		return 0 // within the tie band: all equal
-	}
-	slices.SortStableFunc(d.cands, func(a, b cand) int {
-		ka, kb := key(a), key(b)
-		switch {
-		case ka < kb:
-			return -1
-		case ka > kb:
-			return 1
-		}
-		return 0
-	})
+	sortWithinBand(d.cands, dist, best*(1+f.tie/100))
 	if len(d.cands) > 0 && d.explaining() {
 		d.note("client at %.1f,%.1f; nearest %s at %.0f km", loc.Lat, loc.Lon, d.cands[0].ep.Site.Name, dist[d.cands[0].ep.Site.Index])
 	}
@@ -420,4 +404,30 @@ func parseThreshold(s string) (count int, percent float64, err error) {
 		return 0, 0, fmt.Errorf("%q is not a count of at least 1 or a percentage", s)
 	}
 	return n, 0, nil
+}
+
+// sortWithinBand orders candidates by their site's value (distance, RTT),
+// lowest first; values within band of the best count as equal and keep
+// their previous order; NaN (unknown) sorts last.
+func sortWithinBand(cs []cand, bySite []float64, band float64) {
+	key := func(c cand) float64 {
+		v := bySite[c.ep.Site.Index]
+		switch {
+		case math.IsNaN(v):
+			return math.Inf(1)
+		case v <= band:
+			return 0
+		}
+		return v
+	}
+	slices.SortStableFunc(cs, func(a, b cand) int {
+		ka, kb := key(a), key(b)
+		switch {
+		case ka < kb:
+			return -1
+		case ka > kb:
+			return 1
+		}
+		return 0
+	})
 }

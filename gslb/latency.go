@@ -49,27 +49,7 @@ func (f *latency) apply(d *decision) {
 			best = min(best, v)
 		}
 	}
-	band := best * (1 + f.tie/100)
-	key := func(c cand) float64 {
-		v := rtts[c.ep.Site.Index]
-		switch {
-		case math.IsNaN(v):
-			return math.Inf(1) // unknown sites go last
-		case v <= band:
-			return 0
-		}
-		return v
-	}
-	slices.SortStableFunc(d.cands, func(a, b cand) int {
-		ka, kb := key(a), key(b)
-		switch {
-		case ka < kb:
-			return -1
-		case ka > kb:
-			return 1
-		}
-		return 0
-	})
+	sortWithinBand(d.cands, rtts, best*(1+f.tie/100))
 	d.note("rtt from %s", why)
 }
 
@@ -261,7 +241,7 @@ func (c *Config) compileRTTTable(path string, in map[string]map[string]time.Dura
 		}
 		kind, val, hasKind := strings.Cut(key, ":")
 		if !hasKind {
-			pfx, err := parsePrefix(key)
+			pfx, err := ParsePrefix(key)
 			if err != nil {
 				return t, errAt(p, "a key is continent:XX, country:XX, asn:N or a CIDR; %v", err)
 			}

@@ -285,7 +285,7 @@ func (c *Config) compileGeo(path string, gc geoConfig) (*geoFilter, error) {
 		}
 		kind, val, hasKind := strings.Cut(key, ":")
 		if !hasKind {
-			pfx, err := parsePrefix(key)
+			pfx, err := ParsePrefix(key)
 			if err != nil {
 				return nil, errAt(p, "a key is continent:XX, country:XX, subdivision:XX-YYY, asn:N or a CIDR; %v", err)
 			}

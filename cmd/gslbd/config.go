@@ -1,16 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"regexp"
-	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/gslbd/gslbd/gslb"
 )
 
 // fileConfig is the YAML configuration (-config FILE). Unknown keys are
@@ -77,9 +72,6 @@ type aclRuleConfig struct {
 	Key      string   `yaml:"key"`      // TSIG key name; empty = unsigned allowed
 }
 
-var yamlLine = regexp.MustCompile(`^line (\d+): `)
-var yamlField = regexp.MustCompile(`field (\S+) not found in type \S+`)
-
 // loadConfigFile reads a YAML config strictly. Errors name file:line and key.
 func loadConfigFile(path string) (*fileConfig, error) {
 	data, err := os.ReadFile(path)
@@ -87,32 +79,8 @@ func loadConfigFile(path string) (*fileConfig, error) {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	var cfg fileConfig
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s", configError(path, err))
+	if err := gslb.DecodeYAML(path, data, &cfg); err != nil {
+		return nil, err
 	}
 	return &cfg, nil
-}
-
-// configError rewrites yaml.v3's messages as "file:line: ..." lines, and
-// "field x not found in type y" as `unknown key "x"`.
-func configError(path string, err error) string {
-	var te *yaml.TypeError
-	msgs := []string{err.Error()}
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	}
-	var out []string
-	for _, m := range msgs {
-		m = strings.TrimPrefix(m, "yaml: ")
-		m = yamlField.ReplaceAllString(m, `unknown key "$1"`)
-		if loc := yamlLine.FindStringSubmatch(m); loc != nil {
-			m = path + ":" + loc[1] + ": " + strings.TrimPrefix(m, loc[0])
-		} else {
-			m = path + ": " + m
-		}
-		out = append(out, m)
-	}
-	return strings.Join(out, "\n")
 }

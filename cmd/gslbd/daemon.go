@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gslbd/gslbd/dnsserver"
+	"github.com/gslbd/gslbd/gslb"
 	"github.com/gslbd/gslbd/zones"
 )
 
@@ -91,7 +92,7 @@ func buildTransfers(tc transferConfig) (dnsserver.TransferConfig, error) {
 		for i, rule := range z.Allow {
 			r := dnsserver.ACLRule{Key: rule.Key}
 			for j, p := range rule.Prefixes {
-				pfx, err := parsePrefix(p)
+				pfx, err := gslb.ParsePrefix(p)
 				if err != nil {
 					return out, fmt.Errorf("transfers.zones[%s].allow[%d].prefixes[%d]: %w", zone, i, j, err)
 				}
@@ -109,25 +110,6 @@ func buildTransfers(tc transferConfig) (dnsserver.TransferConfig, error) {
 		out.Zones[strings.ToLower(strings.TrimSuffix(zone, "."))+"."] = zt
 	}
 	return out, nil
-}
-
-// parsePrefix accepts "192.0.2.0/24" or a bare address (a host prefix).
-func parsePrefix(s string) (netip.Prefix, error) {
-	if !strings.Contains(s, "/") {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not an address or prefix", s)
-		}
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	}
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a prefix", s)
-	}
-	if p != p.Masked() {
-		return netip.Prefix{}, fmt.Errorf("%q has host bits set (did you mean %s?)", s, p.Masked())
-	}
-	return p, nil
 }
 
 // daemon wires the zones source, the responder, the transport and metrics.
