@@ -5,6 +5,9 @@
 # port, never 53), pinned to one CPU with one worker; dnsperf runs pinned to
 # another CPU. Two runs per server: as fast as dnsperf can go (QPS, server
 # CPU%, QPS per busy core) and a fixed rate (server CPU% at BENCH_RATE qps).
+# Two query mixes: "static" (plain authoritative answers, all three servers)
+# and "gslb" (ECS queries from ten client networks for a geo and a weighted
+# GSLB name: gslbd's gslb.yaml against gdnsd's geoip/weighted DYNA records).
 # See test/bench/README.md for what the numbers mean.
 #
 # Usage (from the repository root; `make bench` does this after building
@@ -20,6 +23,7 @@
 #   BENCH_SERVER_CPU     CPU the servers are pinned to      (1)
 #   BENCH_CLIENT_CPU     CPU dnsperf is pinned to           (0)
 #   BENCH_SERVERS        servers to run, in order           ("gslbd gdnsd knot")
+#   BENCH_MIXES          query mixes to run, in order       ("static gslb")
 #   BENCH_ALLOW_MISSING  1: skip a server whose binary is missing instead of failing
 #   BENCH_OUT            summary file                       (bench-results.txt)
 #
@@ -46,12 +50,16 @@ CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
 ALLOW_MISSING=${BENCH_ALLOW_MISSING:-0}
 BENCH_OUT=${BENCH_OUT:-bench-results.txt}
 read -r -a SERVERS <<<"${BENCH_SERVERS:-gslbd gdnsd knot}"
+read -r -a WANT_MIXES <<<"${BENCH_MIXES:-static gslb}"
 
 # dnsperf reply timeout (s). Also bounds how long dnsperf lingers after -l.
 DNSPERF_TIMEOUT=2
 # Extra dnsperf arguments for the mix being run (run_mix callers may set it,
 # e.g. an ECS option with -E); reset by run_mix when it returns.
 MIX_DNSPERF_ARGS=()
+# Number of queries in the mix's query file, for the summary; empty = its
+# line count (set it for a binary -B file). Reset by run_mix.
+MIX_QUERY_COUNT=""
 
 # --- state -----------------------------------------------------------------
 WORK=""             # temp dir, removed on exit
@@ -62,6 +70,7 @@ PICKED_PORT=""
 SERVER_PID=""
 CLK_TCK=100
 GSLBD=""
+GSLBCTL=""
 MIXES=()
 declare -A RES=() # "mix|server|key" -> value
 
@@ -238,12 +247,21 @@ check_settings() {
 		*) die "unknown server '$v' in BENCH_SERVERS (gslbd, gdnsd, knot)" ;;
 		esac
 	done
+	((${#WANT_MIXES[@]})) || die "BENCH_MIXES is empty"
+	for v in "${WANT_MIXES[@]}"; do
+		case $v in
+		static | gslb) ;;
+		*) die "unknown mix '$v' in BENCH_MIXES (static, gslb)" ;;
+		esac
+	done
 	if ! taskset -c "$SERVER_CPU" true 2>/dev/null || ! taskset -c "$CLIENT_CPU" true 2>/dev/null; then
 		die "cannot pin to CPUs $SERVER_CPU and $CLIENT_CPU (need two usable CPUs; set BENCH_SERVER_CPU/BENCH_CLIENT_CPU)"
 	fi
 	[[ $BENCH_OUT == /* ]] || BENCH_OUT="$PWD/$BENCH_OUT"
 	GSLBD="$BIN/gslbd"
 	[[ $GSLBD == /* ]] || GSLBD="$PWD/$GSLBD"
+	GSLBCTL="$BIN/gslbctl"
+	[[ $GSLBCTL == /* ]] || GSLBCTL="$PWD/$GSLBCTL"
 }
 
 # server_binary NAME: path of the server's executable, empty when missing.
@@ -367,7 +385,11 @@ start_server() {
 	mkdir -p "$dir"
 	case $name in
 	gslbd)
-		GOMAXPROCS=1 taskset -c "$SERVER_CPU" "$GSLBD" -listen "127.0.0.1:$port" -zones "$zdir" \
+		# A mix may give gslbd a config file (gslb: {geoip: ...}); *.yaml
+		# files in a zones directory are never read as zones.
+		local -a conf=()
+		if [[ -f $zdir/gslbd-config.yaml ]]; then conf=(-config "$zdir/gslbd-config.yaml"); fi
+		GOMAXPROCS=1 taskset -c "$SERVER_CPU" "$GSLBD" "${conf[@]}" -listen "127.0.0.1:$port" -zones "$zdir" \
 			-workers 1 -metrics "" >"$logf" 2>&1 &
 		;;
 	gdnsd)
@@ -480,39 +502,153 @@ verify_mix_static() {
 	expect_answer "$s" "$p" "www.$z" CNAME "h0000.$z" soft
 }
 
+# --- mix "gslb" ---------------------------------------------------------------
+# Data from gen/geo: per-server zone directories, a GeoIP2-City mmdb, and
+# networks.txt (CIDR, dnsperf -E value, country, continent, site, the
+# site's addresses). Filled by prepare_mix_gslb.
+GSLB_DIR=""
+GSLB_NETS=()  # CIDRs
+GSLB_WHERE=() # "GB/EU"
+GSLB_SITE=()  # site geo.<zone> must answer with
+GSLB_ADDRS=() # that site's addresses, sorted, comma-separated
+GSLB_POOL=""  # every site's addresses (the pool wrr draws from), blank-separated
+
+# sorted_set: stdin lines -> sorted, comma-separated.
+sorted_set() { sort | paste -sd, -; }
+
+# gslb_servers: the servers of BENCH_SERVERS that have GSLB (not Knot).
+gslb_servers() {
+	local s
+	for s in "${SERVERS[@]}"; do
+		case $s in gslbd | gdnsd) printf '%s\n' "$s" ;; esac
+	done
+}
+
+prepare_mix_gslb() {
+	local cidr _ecs country continent site addrs
+	GSLB_DIR="$WORK/gslb"
+	(cd "$REPO_ROOT" && go run ./test/bench/gen/geo -base "$WORK/static/zones/bench.example.zone" \
+		-out "$GSLB_DIR" -count 1000) || die "generating the gslb data set failed"
+	GSLB_NETS=() GSLB_WHERE=() GSLB_SITE=() GSLB_ADDRS=()
+	while read -r cidr _ecs country continent site addrs; do
+		[[ -n $cidr && $cidr != \#* ]] || continue
+		GSLB_NETS+=("$cidr")
+		GSLB_WHERE+=("$country/$continent")
+		GSLB_SITE+=("$site")
+		GSLB_ADDRS+=("$addrs")
+	done <"$GSLB_DIR/networks.txt"
+	((${#GSLB_NETS[@]} > 0)) || die "no client networks in $GSLB_DIR/networks.txt"
+	GSLB_POOL=$(printf '%s\n' "${GSLB_ADDRS[@]}" | tr , '\n' | sort -u | paste -sd' ' -)
+	# One dnsperf sends them all: queries.bin holds whole query messages,
+	# each with its own ECS option (dnsperf -E would give one per run).
+	MIX_DNSPERF_ARGS=(-B)
+	MIX_QUERY_COUNT=$(grep -vc '^#' "$GSLB_DIR/queries.txt")
+	log "bench: gslb data set in $GSLB_DIR ($MIX_QUERY_COUNT queries from ${#GSLB_NETS[@]} client networks)"
+}
+
+# check_gslb_offline: gslbctl check and explain on gslbd's directory, before
+# any server starts: the config must load and every network must get its
+# site from the chain.
+check_gslb_offline() {
+	local zdir="$GSLB_DIR/zones/gslbd" out got i
+	if [[ ! -x $GSLBCTL ]]; then
+		[[ $ALLOW_MISSING == 1 ]] || die "gslbctl not found at $GSLBCTL (build it with 'make build', or BENCH_ALLOW_MISSING=1)"
+		warn "gslbctl not found at $GSLBCTL; skipping the offline check of the gslb config"
+		return 0
+	fi
+	out=$("$GSLBCTL" check "$zdir" 2>&1) || die "gslbctl check $zdir failed:
+$out"
+	log "bench: gslbctl check: $out"
+	for ((i = 0; i < ${#GSLB_NETS[@]}; i++)); do
+		out=$("$GSLBCTL" explain -zones "$zdir" -geoip "$GSLB_DIR/GeoIP2-City.mmdb" -client 127.0.0.1 \
+			-ecs "${GSLB_NETS[i]}" geo.bench.example 2>&1) || die "gslbctl explain failed for ${GSLB_NETS[i]}:
+$out"
+		got=$(sed -n 's/^answer: //p' <<<"$out" | sed 's/  .*//' | tr ' ' '\n' | sorted_set)
+		[[ $got == "${GSLB_ADDRS[i]}" ]] || die "gslbctl explain: ${GSLB_NETS[i]} (${GSLB_WHERE[i]}) gets '$got', want ${GSLB_SITE[i]} (${GSLB_ADDRS[i]})
+$out"
+	done
+	log "bench: gslbctl explain: all ${#GSLB_NETS[@]} client networks get their site"
+}
+
+# verify_mix_gslb SERVER PORT: every client network's ECS gets its site's
+# two addresses for geo, wrr gets two pool addresses, ECS is echoed.
+verify_mix_gslb() {
+	local s=$1 p=$2 z=bench.example. i out got a k
+	expect_answer "$s" "$p" "h0042.$z" A 198.18.0.52
+	for ((i = 0; i < ${#GSLB_NETS[@]}; i++)); do
+		out=$(q "$p" "geo.$z" A "+subnet=${GSLB_NETS[i]}")
+		got=$(awk '$4 == "A" && $1 == "geo.'"$z"'" { print $5 }' <<<"$out" | sorted_set)
+		[[ $got == "${GSLB_ADDRS[i]}" ]] || die "$s: geo.$z A from ${GSLB_NETS[i]} (${GSLB_WHERE[i]}): got '$got', want ${GSLB_SITE[i]} (${GSLB_ADDRS[i]})
+$out"
+		grep -Eq '^;; flags:[a-z ]* aa[ ;]' <<<"$out" || die "$s: geo.$z A: answer lacks the AA flag
+$out"
+		grep -q "CLIENT-SUBNET: ${GSLB_NETS[i]}/" <<<"$out" || die "$s: geo.$z A: ECS option not echoed
+$out"
+		case ${GSLB_WHERE[i]} in
+		GB/* | US/*) log "[gslb] $s: ECS ${GSLB_NETS[i]} (${GSLB_WHERE[i]}) -> geo ${got//,/ } (${GSLB_SITE[i]}), $(grep -o 'CLIENT-SUBNET: [^ ]*' <<<"$out")" ;;
+		esac
+	done
+	for ((k = 0; k < 5; k++)); do
+		out=$(q "$p" "wrr.$z" A "+subnet=${GSLB_NETS[k % ${#GSLB_NETS[@]}]}")
+		got=$(awk '$4 == "A" && $1 == "wrr.'"$z"'" { print $5 }' <<<"$out" | sort -u)
+		[[ $(wc -l <<<"$got") -eq 2 ]] || die "$s: wrr.$z A: want 2 distinct addresses, got '${got//$'\n'/ }'
+$out"
+		for a in $got; do
+			[[ " $GSLB_POOL " == *" $a "* ]] || die "$s: wrr.$z A: $a is not in the pool
+$out"
+		done
+	done
+}
+
 # --- measurement -------------------------------------------------------------
 pct() { # TICKS_DELTA NS_DELTA -> percent of one CPU
 	awk -v d="$1" -v ns="$2" -v hz="$CLK_TCK" 'BEGIN { if (ns <= 0) { print "0.0" } else { printf "%.1f", d / hz / (ns / 1e9) * 100 } }'
 }
 
-# dnsperf_run LABEL SERVER_PID PORT QUERYFILE SECONDS [dnsperf args...]
-# Runs dnsperf pinned to CLIENT_CPU; samples CPU of server and client over the
-# run minus its first and last second. Sets M_QPS M_CPU M_CLI M_OTHER M_LOST
-# M_RESP M_RCODES.
-dnsperf_run() {
-	local label=$1 spid=$2 port=$3 qf=$4 dur=$5
+# dnsperf_start OUT PORT QUERYFILE SECONDS QPS [dnsperf args...]
+# Starts dnsperf pinned to CLIENT_CPU in the background, output to OUT;
+# QPS 0 = as fast as it goes. Sets DP_PID.
+dnsperf_start() {
+	local out=$1 port=$2 qf=$3 dur=$4 qps=$5
 	shift 5
-	local out="$WORK/dnsperf-$label.txt" dp c0 c1 d0 d1 b0 b1 t0 t1
+	local -a rate=()
+	if ((qps > 0)); then rate=(-Q "$qps"); fi
 	taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$qf" -l "$dur" -c 1 -T 1 \
-		-q "$OUTSTANDING" -t "$DNSPERF_TIMEOUT" "$@" >"$out" 2>&1 &
-	dp=$!
-	PIDS+=("$dp")
+		-q "$OUTSTANDING" -t "$DNSPERF_TIMEOUT" "${rate[@]}" "$@" >"$out" 2>&1 &
+	DP_PID=$!
+	DP_OUT=$out
+	PIDS+=("$DP_PID")
+}
+
+# dnsperf_wait LABEL: waits for DP_PID; dies when it failed.
+dnsperf_wait() {
+	local label=$1 rc=0
+	wait "$DP_PID" || rc=$?
+	forget_pid "$DP_PID"
+	((rc == 0)) || die "dnsperf failed ($label):
+$(grep -v '^\[Timeout\]' "$DP_OUT" | tail -n 20)"
+}
+
+# dnsperf_run LABEL SERVER_PID PORT QUERYFILE SECONDS QPS [dnsperf args...]
+# Runs dnsperf (dnsperf_start; QPS 0 = as fast as it goes) and samples CPU
+# of server and client over the run minus its first and last second. Sets
+# M_QPS M_CPU M_CLI M_OTHER M_LOST M_RESP M_RCODES.
+dnsperf_run() {
+	local label=$1 spid=$2 port=$3 qf=$4 dur=$5 qps=$6
+	shift 6
+	local c0 c1 d0 d1 b0 b1 t0 t1
+	dnsperf_start "$WORK/dnsperf-$label.txt" "$port" "$qf" "$dur" "$qps" "$@"
 	sleep 1
 	c0=$(cpu_ticks "$spid") || die "server PID $spid vanished during $label"
-	d0=$(cpu_ticks "$dp") || d0=""
+	d0=$(cpu_ticks "$DP_PID") || d0=""
 	b0=$(all_ticks)
 	t0=$(now_ns)
 	sleep $((dur - 2))
 	c1=$(cpu_ticks "$spid") || die "server PID $spid vanished during $label"
-	d1=$(cpu_ticks "$dp") || d1=""
+	d1=$(cpu_ticks "$DP_PID") || d1=""
 	b1=$(all_ticks)
 	t1=$(now_ns)
-	if ! wait "$dp"; then
-		forget_pid "$dp"
-		die "dnsperf failed ($label):
-$(grep -v '^\[Timeout\]' "$out" | tail -n 20)"
-	fi
-	forget_pid "$dp"
+	dnsperf_wait "$label"
 	alive "$spid" || die "server exited during $label"
 	M_CPU=$(pct $((c1 - c0)) $((t1 - t0)))
 	if [[ -n $d0 && -n $d1 ]]; then
@@ -527,15 +663,48 @@ $(grep -v '^\[Timeout\]' "$out" | tail -n 20)"
 	else
 		M_CLI="n/a" M_OTHER="n/a"
 	fi
-	M_QPS=$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$out")
-	M_LOST=$(awk '/Queries lost:/ { gsub(/[()%]/, "", $4); print $4 }' "$out")
-	M_RESP=$(awk '/Average packet size:/ { print $NF }' "$out")
-	M_RCODES=$(sed -n 's/^ *Response codes: *//p' "$out")
+	local parsed
+	parsed=$(dnsperf_parse "$DP_OUT")
+	IFS=$'\t' read -r M_QPS M_LOST M_RESP M_RCODES <<<"$parsed"
 	[[ -n $M_QPS && -n $M_LOST ]] || die "cannot parse dnsperf output ($label):
-$(grep -v '^\[Timeout\]' "$out" | tail -n 20)"
+$(grep -v '^\[Timeout\]' "$DP_OUT" | tail -n 20)"
 	local timeouts
-	timeouts=$(grep -c '^\[Timeout\]' "$out" || true)
+	timeouts=$(grep -c '^\[Timeout\]' "$DP_OUT" || true)
 	((timeouts == 0)) || warn "$label: $timeouts queries timed out"
+}
+
+# dnsperf_parse FILE...: "qps<TAB>lost%<TAB>avg response size<TAB>rcodes"
+# of dnsperf's statistics, summed when there are several files (lost% and
+# response size weighted by the queries); all fields are empty when a file
+# lacks its statistics.
+dnsperf_parse() {
+	awk '
+	/Queries sent:/ { sent += $3 }
+	/Queries completed:/ { done_ += $3; cur_done = $3 }
+	/Queries lost:/ { lost += $3 }
+	/Average packet size:/ { resp += $NF * cur_done }
+	/Queries per second:/ { qps += $4; nqps++ }
+	/^ *Response codes:/ {
+		sub(/^ *Response codes: */, "")
+		n = split($0, parts, /, /)
+		for (i = 1; i <= n; i++) {
+			split(parts[i], f, " ")
+			if (f[1] == "") continue
+			if (!(f[1] in rc)) order[++nrc] = f[1]
+			rc[f[1]] += f[2]
+		}
+	}
+	END {
+		if (nqps != ARGC - 1) { printf "\t\t\t\n"; exit }
+		codes = ""
+		for (i = 1; i <= nrc; i++) {
+			c = order[i]
+			codes = codes (i > 1 ? ", " : "") sprintf("%s %d (%.2f%%)", c, rc[c], rc[c] * 100 / (done_ > 0 ? done_ : 1))
+		}
+		lostpct = (sent > 0) ? lost * 100 / sent : 0
+		avgresp = (done_ > 0) ? resp / done_ + 0.5 : 0
+		printf "%.0f\t%.2f\t%d\t%s\n", qps, lostpct, avgresp, codes
+	}' "$@"
 }
 
 # all_ticks: CPU ticks of every process on the machine (utime+stime plus the
@@ -573,13 +742,12 @@ bench_server() {
 	log "[$mix] $s: answers verified (PID $SERVER_PID)"
 
 	if ((WARMUP > 0)); then
-		taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$qf" -l "$WARMUP" -c 1 -T 1 \
-			-q "$OUTSTANDING" -t "$DNSPERF_TIMEOUT" "${MIX_DNSPERF_ARGS[@]}" >"$WORK/warmup-$mix-$s.txt" 2>&1 ||
-			die "$s: warm-up dnsperf failed"
+		dnsperf_start "$WORK/warmup-$mix-$s.txt" "$port" "$qf" "$WARMUP" 0 "${MIX_DNSPERF_ARGS[@]}"
+		dnsperf_wait "$s: warm-up"
 		pin_all "$SERVER_PID" "$s"
 	fi
 
-	dnsperf_run "$mix-$s-max" "$SERVER_PID" "$port" "$qf" "$DURATION" "${MIX_DNSPERF_ARGS[@]}"
+	dnsperf_run "$mix-$s-max" "$SERVER_PID" "$port" "$qf" "$DURATION" 0 "${MIX_DNSPERF_ARGS[@]}"
 	k="$mix|$s"
 	RES[$k|qps]=$M_QPS
 	RES[$k|cpu]=$M_CPU
@@ -593,7 +761,7 @@ bench_server() {
 	log "[$mix] $s: max rate: ${M_QPS} qps, server CPU ${M_CPU}%, client CPU ${M_CLI}% => ${RES[$k|qpc]} qps per busy core (lost ${M_LOST}%, avg response ${M_RESP} B, bound: ${RES[$k|bound]}, other ${M_OTHER}%)"
 	log "[$mix] $s:   response codes: $M_RCODES"
 
-	dnsperf_run "$mix-$s-rate" "$SERVER_PID" "$port" "$qf" "$DURATION" -Q "$RATE" "${MIX_DNSPERF_ARGS[@]}"
+	dnsperf_run "$mix-$s-rate" "$SERVER_PID" "$port" "$qf" "$DURATION" "$RATE" "${MIX_DNSPERF_ARGS[@]}"
 	RES[$k|rcpu]=$M_CPU
 	RES[$k|rqps]=$M_QPS
 	RES[$k|rlost]=$M_LOST
@@ -613,13 +781,15 @@ stop_server() { # NAME PID
 # a subdirectory ZONE_DIR/<server>/ overrides them for that server) with the
 # dnsperf query file. If a function verify_mix_NAME exists it is called with
 # (SERVER PORT) before measuring and must fail loudly on a wrong answer.
-# Extra dnsperf arguments (e.g. -E for ECS) go in MIX_DNSPERF_ARGS.
+# Extra dnsperf arguments (e.g. -E for ECS, -B for a binary query file) go
+# in MIX_DNSPERF_ARGS; MIX_QUERY_COUNT is the query count the summary shows
+# for a binary file.
 run_mix() {
 	local mix=$1 zdir=$2 qf=$3 s
 	shift 3
 	[[ -d $zdir && -f $qf ]] || die "run_mix $mix: missing $zdir or $qf"
 	MIXES+=("$mix")
-	RES[$mix|queries]=$(wc -l <"$qf")
+	RES[$mix|queries]=${MIX_QUERY_COUNT:-$(wc -l <"$qf")}
 	RES[$mix|servers]="$*"
 	for s in "$@"; do
 		if [[ -z $(server_binary "$s") ]]; then
@@ -631,6 +801,7 @@ run_mix() {
 		bench_server "$mix" "$s" "$zdir" "$qf"
 	done
 	MIX_DNSPERF_ARGS=()
+	MIX_QUERY_COUNT=""
 }
 
 # --- report ------------------------------------------------------------------
@@ -683,7 +854,7 @@ summary() {
 	printf '          %s s per run (CPU sampled over the middle %s s), fixed-rate run at %s qps\n' \
 		"$DURATION" "$((DURATION - 2))" "$RATE"
 	for mix in "${MIXES[@]}"; do
-		printf '\nmix "%s" (%s queries):\n' "$mix" "${RES[$mix|queries]}"
+		printf '\nmix "%s" (%s queries%s):\n' "$mix" "${RES[$mix|queries]}" "${RES[$mix|note]:+; ${RES[$mix|note]}}"
 		printf '%-7s %9s %7s %7s %10s %6s %5s %7s %6s | %9s %9s %6s\n' \
 			server qps srv-cpu cli-cpu qps/core lost% resp bound other "cpu@$RATE" "qps@$RATE" other
 		for s in ${RES[$mix|servers]}; do
@@ -702,12 +873,15 @@ summary() {
 			printf '  %-6s rcodes: %s\n' "$s" "${RES[$mix|$s|rcodes]}"
 		done
 		printf 'ratios (mix "%s"):\n' "$mix"
-		local g="$mix|gslbd" ref
+		local g="$mix|gslbd" ref refs=()
 		for ref in gdnsd knot; do
+			if [[ " ${RES[$mix|servers]} " == *" $ref "* ]]; then refs+=("$ref"); fi
+		done
+		for ref in "${refs[@]}"; do
 			printf '  gslbd/%-5s qps per busy core: %-6s (higher is better)\n' "$ref" \
 				"$(ratio "${RES[$g|qpc]:-}" "${RES[$mix|$ref|qpc]:-}")"
 		done
-		for ref in gdnsd knot; do
+		for ref in "${refs[@]}"; do
 			local r
 			r=$(ratio "${RES[$g|rcpu]:-}" "${RES[$mix|$ref|rcpu]:-}")
 			if [[ $r != n/a ]] && { ! rate_reached "${RES[$g|rqps]:-}" || ! rate_reached "${RES[$mix|$ref|rqps]:-}"; }; then
@@ -715,6 +889,19 @@ summary() {
 			fi
 			printf '  gslbd/%-5s CPU%% at %s qps: %-6s (lower is better)\n' "$ref" "$RATE" "$r"
 		done
+		# What this mix costs a server compared with plain static answers.
+		if [[ $mix != static && " ${MIXES[*]} " == *" static "* ]]; then
+			for s in ${RES[$mix|servers]}; do
+				[[ ${RES[$mix|$s|status]:-} == ok && ${RES[static|$s|status]:-} == ok ]] || continue
+				local r
+				r=$(ratio "${RES[$mix|$s|rcpu]:-}" "${RES[static|$s|rcpu]:-}")
+				if [[ $r != n/a ]] && { ! rate_reached "${RES[$mix|$s|rqps]:-}" || ! rate_reached "${RES[static|$s|rqps]:-}"; }; then
+					r="n/a"
+				fi
+				printf '  %-6s %s/static qps per busy core: %-6s CPU%% at %s qps: %s\n' "$s" "$mix" \
+					"$(ratio "${RES[$mix|$s|qpc]:-}" "${RES[static|$s|qpc]:-}")" "$RATE" "$r"
+			done
+		fi
 	done
 	printf '\nqps/core = qps / (server CPU%%/100). bound: which side was at >=95%% of its CPU\n'
 	printf '(client = dnsperf could not push harder, so compare qps/core, not qps). other: CPU used by\n'
@@ -739,18 +926,39 @@ main() {
 
 	WORK=$(mktemp -d "${TMPDIR:-/tmp}/gslbd-bench.XXXXXX")
 
-	# Mix 1, "static": one zone, the brief's query mix (see gen/main.go).
+	# Mix "static": one zone, the brief's query mix (see gen/main.go). Its
+	# zone is also the base of the gslb mix, so it is always generated.
 	mkdir -p "$WORK/static/zones"
 	(cd "$REPO_ROOT" && go run ./test/bench/gen -zone bench.example. \
 		-zonedir "$WORK/static/zones" -queries "$WORK/static/queries.txt" -count 10000 -seed 20240601) ||
 		die "generating the data set failed"
 	log "bench: data set in $WORK/static ($(wc -l <"$WORK/static/queries.txt") queries)"
 
-	run_mix static "$WORK/static/zones" "$WORK/static/queries.txt" "${SERVERS[@]}"
-
-	# Later mixes go here, e.g. ECS queries against gdnsd geoip DYNA records:
-	#   MIX_DNSPERF_ARGS=(-E 8:<hex ECS option>)
-	#   run_mix geo "$WORK/geo/zones" "$WORK/geo/queries.txt" "${SERVERS[@]}"
+	local mix
+	local -a gservers
+	for mix in "${WANT_MIXES[@]}"; do
+		case $mix in
+		static)
+			run_mix static "$WORK/static/zones" "$WORK/static/queries.txt" "${SERVERS[@]}"
+			;;
+		gslb)
+			# Mix "gslb": ECS queries from ten client networks (one dnsperf
+			# each, concurrently) for geo.bench.example (geoip map) and
+			# wrr.bench.example (weighted); Knot has no GSLB and sits out.
+			mapfile -t gservers < <(gslb_servers)
+			if ((${#gservers[@]} == 0)); then
+				warn "mix gslb: none of BENCH_SERVERS has GSLB (gslbd, gdnsd); skipped"
+				continue
+			fi
+			prepare_mix_gslb
+			if [[ " ${gservers[*]} " == *" gslbd "* && -n $(server_binary gslbd) ]]; then
+				check_gslb_offline
+			fi
+			RES[gslb|note]="80% geo A, 20% wrr A, ECS from ${#GSLB_NETS[@]} networks"
+			run_mix gslb "$GSLB_DIR/zones" "$GSLB_DIR/queries.bin" "${gservers[@]}"
+			;;
+		esac
+	done
 
 	log ""
 	summary | tee "$BENCH_OUT"
