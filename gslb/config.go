@@ -155,6 +155,11 @@ func LoadFile(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read gslb config: %w", err)
 	}
+	return Load(path, data)
+}
+
+// Load parses and compiles a GSLB configuration; name is for messages.
+func Load(path string, data []byte) (*Config, error) {
 	fc, err := ParseConfig(path, data)
 	if err != nil {
 		return nil, err

@@ -119,6 +119,14 @@ func TestEmbeddedDefault(t *testing.T) {
 	if got := short(t, g, "www.example.com", "A"); got == "" {
 		t.Fatal("the embedded example zone does not answer www.example.com A")
 	}
+	// The embedded gslb.yaml with the embedded DB-IP database: a London
+	// client gets London, a US client New York.
+	for subnet, want := range map[string]string{"81.2.69.0/24": "192.0.2.11", "8.8.8.0/24": "192.0.2.31"} {
+		got := strings.TrimSpace(dig(t, g.DNS, "+short", "+norec", "+subnet="+subnet, "geo.example.com", "A"))
+		if got != want {
+			t.Errorf("geo.example.com for %s: %q, want %s", subnet, got, want)
+		}
+	}
 }
 
 func TestSIGTERMFinishesCleanly(t *testing.T) {

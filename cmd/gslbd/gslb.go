@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -97,21 +98,43 @@ func newGSLBRuntime(d *daemon, gc gslbConfig) (*gslbRuntime, error) {
 // loadConfig reads, compiles and checks the GSLB file against the zones.
 // On error nothing changes: the previous configuration keeps serving.
 func (g *gslbRuntime) loadConfig(set *zones.Set) error {
-	if g.path == "" {
+	if g.path == "" && g.d.cfg.zonesDir != "" {
 		return nil
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.stamp = stampOf(g.path)
-	cfg, err := readGSLB(g.path, set)
+	var cfg *gslb.Config
+	var err error
+	if g.path == "" {
+		cfg, err = embeddedGSLB(set)
+	} else {
+		g.stamp = stampOf(g.path)
+		cfg, err = readGSLB(g.path, set)
+	}
 	if err != nil {
 		return err
 	}
 	g.engine.SetConfig(cfg)
 	g.checker.SetTargets(cfg.Targets)
 	g.engine.SetHealth(g.checker.Statuses())
-	g.d.log.Info("gslb config loaded", "path", g.path, "records", len(cfg.Records), "endpoints", len(cfg.Endpoints), "probes", len(cfg.Targets))
+	g.d.log.Info("gslb config loaded", "path", cmpOr(g.path, "embedded"), "records", len(cfg.Records), "endpoints", len(cfg.Endpoints), "probes", len(cfg.Targets))
 	return g.d.responder.GSLBChanged()
+}
+
+// embeddedGSLB is the embedded example's gslb.yaml (zones/default).
+func embeddedGSLB(set *zones.Set) (*gslb.Config, error) {
+	data, err := fs.ReadFile(zones.DefaultFS(), "gslb.yaml")
+	if err != nil {
+		return nil, fmt.Errorf("embedded gslb.yaml: %w", err)
+	}
+	cfg, err := gslb.Load("embedded gslb.yaml", data)
+	if err != nil {
+		return nil, err
+	}
+	if errs := dnsserver.CheckGSLB(set, cfg); len(errs) > 0 {
+		return nil, fmt.Errorf("embedded gslb.yaml: %w", errors.Join(errs...))
+	}
+	return cfg, nil
 }
 
 // readGSLB loads the GSLB file and checks it against the zones.
@@ -152,4 +175,11 @@ func (g *gslbRuntime) reload() {
 	if err := g.loadConfig(g.d.zoneSet()); err != nil {
 		g.d.log.Error("gslb config rejected, previous version kept", "err", err)
 	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
