@@ -40,6 +40,52 @@ type snapshot struct {
 	geo      Locator
 	rtt      map[netip.Prefix][]float64 // measured RTT (ms) by client /24 or /48, by site index
 	load     []float64                  // reported load by site index; nil = none
+	// parts are the geo filters' partitions of the address space for this
+	// cfg and geo: the site list and the largest uniform block per address.
+	parts  map[*geoFilter]*geo.Partition
+	geoGen uint64 // bumped by SetGeo (a Locator need not be comparable)
+}
+
+// partitioner is a Locator that can precompute partitions (*geo.DB).
+type partitioner interface {
+	Partition(classify func(geo.Location, bool) int) (*geo.Partition, error)
+}
+
+// buildPartitions precomputes every partitionable geo filter of cfg over l.
+// Filters with the same classes share one walk of the database. A failure
+// leaves the filter on per-query lookups (correct, with the database's own
+// network as the scope).
+func (e *Engine) buildPartitions(cfg *Config, l Locator) map[*geoFilter]*geo.Partition {
+	pt, ok := l.(partitioner)
+	if !ok || pt == nil {
+		return nil
+	}
+	parts := map[*geoFilter]*geo.Partition{}
+	byShape := map[string]*geo.Partition{}
+	start := time.Now()
+	for _, name := range sortedKeys(cfg.Records) {
+		for _, f := range cfg.Records[name].Chain {
+			gf, ok := f.(*geoFilter)
+			if !ok || !gf.partitionable() || parts[gf] != nil {
+				continue
+			}
+			shape := gf.shape()
+			if p := byShape[shape]; p != nil {
+				parts[gf] = p
+				continue
+			}
+			p, err := pt.Partition(gf.classify)
+			if err != nil {
+				e.log.Warn("geo partition failed; per-query lookups for this filter", "record", name, "err", err)
+				continue
+			}
+			byShape[shape], parts[gf] = p, p
+		}
+	}
+	if len(byShape) > 0 {
+		e.log.Info("geo partitions built", "partitions", len(byShape), "took", time.Since(start).Round(time.Millisecond))
+	}
+	return parts
 }
 
 // NewEngine returns an engine with an empty configuration.
@@ -67,7 +113,7 @@ func (e *Engine) SetConfig(cfg *Config) {
 
 // SetGeo swaps in a geolocation database (nil: location unknown).
 func (e *Engine) SetGeo(l Locator) {
-	e.rebuild(func(s *snapshot) { s.geo = l })
+	e.rebuild(func(s *snapshot) { s.geo, s.geoGen = l, s.geoGen+1 })
 }
 
 // SetHealth swaps in probe results (health.Checker.Statuses()).
@@ -79,8 +125,11 @@ func (e *Engine) rebuild(change func(*snapshot)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.snap.Load()
-	next := &snapshot{cfg: old.cfg, statuses: old.statuses, geo: old.geo, rtt: old.rtt, load: old.load}
+	next := &snapshot{cfg: old.cfg, statuses: old.statuses, geo: old.geo, rtt: old.rtt, load: old.load, parts: old.parts, geoGen: old.geoGen}
 	change(next)
+	if next.cfg != old.cfg || next.geoGen != old.geoGen {
+		next.parts = e.buildPartitions(next.cfg, next.geo)
+	}
 	next.health = make([]epHealth, len(next.cfg.Endpoints))
 	for i, ep := range next.cfg.Endpoints {
 		h := epHealth{up: true, reason: "not monitored"}

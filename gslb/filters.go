@@ -57,6 +57,8 @@ const (
 	geoSubdivision
 	geoCountry
 	geoContinent
+	geoDefault
+	geoPartition
 )
 
 // geoFilter maps the client's location to an ordered list of sites.
@@ -68,7 +70,8 @@ type geoFilter struct {
 	country      map[string][]int
 	continent    map[string][]int
 	defaultSites []int
-	prefer       bool // sites not listed follow the listed ones (else: fence)
+	prefer       bool    // sites not listed follow the listed ones (else: fence)
+	classes      [][]int // distinct site lists, for partitions (index = class)
 }
 
 func (f *geoFilter) Name() string { return "geo" }
@@ -104,15 +107,26 @@ func (f *geoFilter) apply(d *decision) {
 
 // geoMatch says which entry of a geo map decided; formatted only for Explain.
 type geoMatch struct {
-	kind  geoKind
-	dflt  bool
-	cidr  netip.Prefix
-	loc   geo.Location
-	locOK bool
+	kind    geoKind
+	dflt    bool
+	cidr    netip.Prefix
+	network netip.Prefix // the partition block (geoPartition)
+	loc     geo.Location
+	locOK   bool
 }
 
 func (m geoMatch) String() string {
+	s := m.entry()
+	if m.network.IsValid() {
+		s += " (same answer for " + m.network.String() + ")"
+	}
+	return s
+}
+
+func (m geoMatch) entry() string {
 	switch {
+	case m.kind == geoPartition:
+		return "partition"
 	case m.dflt:
 		return "default (" + describeLoc(m.loc, m.locOK) + ")"
 	case m.kind == geoCIDR:
@@ -140,6 +154,19 @@ func (f *geoFilter) sitesFor(d *decision) ([]int, geoMatch) {
 		}
 	}
 	f.excludeLonger(d, a, -1)
+	if part := d.snap.parts[f]; part != nil {
+		// The precomputed partition gives the list and the largest block
+		// around the client that gets the same list (gdnsd-style scope).
+		class, network := part.Lookup(a)
+		d.raiseScope(network.Bits())
+		m := geoMatch{kind: geoPartition, network: network}
+		if d.explaining() && d.snap.geo != nil {
+			r := d.snap.geo.Lookup(a)
+			_, m.kind = f.locationSites(r.Location, r.Found)
+			m.loc, m.locOK, m.dflt = r.Location, r.Found, m.kind == geoDefault
+		}
+		return f.classes[class], m
+	}
 	loc, ok := d.location()
 	m := geoMatch{loc: loc, locOK: ok}
 	if len(f.asn) > 0 && loc.ASN != 0 {
@@ -148,23 +175,53 @@ func (f *geoFilter) sitesFor(d *decision) ([]int, geoMatch) {
 			return s, m
 		}
 	}
+	sites, kind := f.locationSites(loc, ok)
+	m.kind, m.dflt = kind, kind == geoDefault
+	return sites, m
+}
+
+// locationSites maps a location to a site list by subdivision, country,
+// continent, else the default.
+func (f *geoFilter) locationSites(loc geo.Location, ok bool) ([]int, geoKind) {
 	if ok {
 		if s, hit := f.subdivision[loc.Country+"-"+loc.Subdivision]; hit && loc.Subdivision != "" {
-			m.kind = geoSubdivision
-			return s, m
+			return s, geoSubdivision
 		}
 		if s, hit := f.country[loc.Country]; hit {
-			m.kind = geoCountry
-			return s, m
+			return s, geoCountry
 		}
 		if s, hit := f.continent[loc.Continent]; hit {
-			m.kind = geoContinent
-			return s, m
+			return s, geoContinent
 		}
 	}
-	m.dflt = true
-	return f.defaultSites, m
+	return f.defaultSites, geoDefault
 }
+
+// classify is the partition's classifier: the index in f.classes of the
+// site list a location gets. Equal lists share an index, so blocks that get
+// the same answer through different map entries merge.
+func (f *geoFilter) classify(loc geo.Location, ok bool) int {
+	sites, _ := f.locationSites(loc, ok)
+	key := siteListKey(sites)
+	for i, c := range f.classes {
+		if siteListKey(c) == key {
+			return i
+		}
+	}
+	return 0 // unreachable: compileGeo registers every list
+}
+
+func siteListKey(sites []int) string {
+	b := make([]byte, 0, len(sites)*2)
+	for _, s := range sites {
+		b = append(b, byte(s>>8), byte(s))
+	}
+	return string(b)
+}
+
+// partitionable reports whether a partition can replace per-query lookups:
+// ASN keys need the ASN database, which the partition does not cover.
+func (f *geoFilter) partitionable() bool { return len(f.asn) == 0 }
 
 // excludeLonger raises the scope so the client's block does not reach a
 // map CIDR that would answer differently (one it is not inside of, or a
@@ -430,4 +487,20 @@ func sortWithinBand(cs []cand, bySite []float64, band float64) {
 		}
 		return 0
 	})
+}
+
+// shape identifies what a geo filter's classify does, so filters with the
+// same map share one partition.
+func (f *geoFilter) shape() string {
+	var b strings.Builder
+	for _, group := range []map[string][]int{f.subdivision, f.country, f.continent} {
+		for _, k := range sortedKeys(group) {
+			b.WriteString(k)
+			b.WriteString(siteListKey(group[k]))
+			b.WriteByte(0)
+		}
+		b.WriteByte(1)
+	}
+	b.WriteString(siteListKey(f.defaultSites))
+	return b.String()
 }

@@ -330,6 +330,15 @@ func (c *Config) compileGeo(path string, gc geoConfig) (*geoFilter, error) {
 			return nil, err
 		}
 	}
+	seen := map[string]bool{}
+	for _, group := range []map[string][]int{f.subdivision, f.country, f.continent, {"": f.defaultSites}} {
+		for _, k := range sortedKeys(group) {
+			if key := siteListKey(group[k]); !seen[key] {
+				seen[key] = true
+				f.classes = append(f.classes, group[k])
+			}
+		}
+	}
 	return f, nil
 }
 

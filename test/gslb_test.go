@@ -203,6 +203,10 @@ func TestECSConformance(t *testing.T) {
 		{"scope may be shorter than source", "NOERROR", "81.2.69.142/32/24", []string{"+subnet=81.2.69.142/32", "gslb.example.test", "A"}},
 		{"scope may be longer than source (the empty block around 81.2.0.0 is a /18)", "NOERROR", "81.2.0.0/16/18", []string{"+subnet=81.2.0.0/16", "gslb.example.test", "A"}},
 		{"IPv6 /56 client", "NOERROR", "2001:db8:1::/56/48", []string{"+subnet=2001:db8:1::/56", "gslb.example.test", "AAAA"}},
+		// Germany maps to the same sites as the default, and nothing else in
+		// 128.0.0.0/1 answers differently: the scope is that whole block
+		// (gdnsd-style merging), not the /24 the database matched.
+		{"scope is the largest block with the same answer", "NOERROR", "198.51.100.0/24/1", []string{"+subnet=198.51.100.0/24", "gslb.example.test", "A"}},
 		{"static data: scope 0", "NOERROR", "81.2.69.0/24/0", []string{"+subnet=81.2.69.0/24", "www.example.test", "A"}},
 		{"negative answer: scope 0", "NXDOMAIN", "81.2.69.0/24/0", []string{"+subnet=81.2.69.0/24", "missing.example.test", "A"}},
 		{"referral: scope 0", "NOERROR", "81.2.69.0/24/0", []string{"+subnet=81.2.69.0/24", "host.sub.example.test", "A"}},

@@ -49,7 +49,7 @@ func TestGslbctlExplain(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, want := range []string{"country GB -> sites [lon fra]", "answer: 192.0.2.10  ttl 20  ecs scope /24"} {
+	for _, want := range []string{"country GB (same answer for 81.2.69.0/24) -> sites [lon fra]", "answer: 192.0.2.10  ttl 20  ecs scope /24"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("explain lacks %q:\n%s", want, out)
 		}
