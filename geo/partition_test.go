@@ -408,8 +408,8 @@ func TestPartitionInvalid(t *testing.T) {
 	}
 }
 
-// TestPartitionCallsClassifyOncePerRecord: the default database has one
-// record per country, not one per network.
+// TestPartitionCallsClassifyOncePerRecord: classify runs per record (the
+// default database has one per country), not per network.
 func TestPartitionCallsClassifyOncePerRecord(t *testing.T) {
 	d := openFixture(t, partitionFixture(t))
 	calls := 0

@@ -66,48 +66,15 @@ func buildTrie(leaves []leaf) (trie, error) {
 			return trie{}, fmt.Errorf("entry %d not covered", i)
 		}
 	}
-	return trie{a: strided(a)}, nil
-}
-
-const stride = 4
-
-// strided converts a binary trie into one whose nodes below the root take
-// stride bits at a time: 1<<stride entries, leaves pushed down.
-func strided(bin []uint32) []uint32 {
-	out := make([]uint32, 1<<rootBits, len(bin))
-	copy(out, bin[:1<<rootBits])
-	for i, e := range out[:1<<rootBits] {
-		if e&leafFlag == 0 {
-			var n uint32
-			out, n = expand(bin, out, e)
-			out[i] = n
-		}
-	}
-	return out[:len(out):len(out)]
-}
-
-func expand(bin, out []uint32, node uint32) ([]uint32, uint32) {
-	base := len(out)
-	out = append(out, make([]uint32, 1<<stride)...)
-	for j := range 1 << stride {
-		e := node
-		for k := 0; k < stride && e&leafFlag == 0; k++ {
-			e = bin[e+uint32(j>>(stride-1-k))&1]
-		}
-		if e&leafFlag == 0 {
-			out, e = expand(bin, out, e)
-		}
-		out[base+j] = e
-	}
-	return out, uint32(base)
+	return trie{a: a[:len(a):len(a)]}, nil
 }
 
 // lookup4 returns the leaf for an IPv4 address.
 func (t *trie) lookup4(v uint32) uint32 {
 	a := t.a
 	e := a[v>>(32-rootBits)]
-	for x := v << rootBits; e&leafFlag == 0; x <<= stride {
-		e = a[e+x>>(32-stride)]
+	for d := rootBits; e&leafFlag == 0; d++ {
+		e = a[e+(v>>(31-d))&1]
 	}
 	return e
 }
@@ -117,12 +84,12 @@ func (t *trie) lookup6(hi, lo uint64) uint32 {
 	a := t.a
 	e := a[hi>>(64-rootBits)]
 	x := hi << rootBits // the next bit on top
-	for d := rootBits; e&leafFlag == 0; d += stride {
+	for d := rootBits; e&leafFlag == 0; d++ {
 		if d == 64 {
 			x = lo
 		}
-		e = a[uint64(e)+x>>(64-stride)]
-		x <<= stride
+		e = a[uint64(e)+x>>63]
+		x <<= 1
 	}
 	return e
 }
