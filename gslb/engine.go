@@ -144,6 +144,35 @@ func (e *Engine) rebuild(change func(*snapshot)) {
 	e.snap.Store(next)
 }
 
+// EndpointUp reports whether the endpoint named name is up (known false
+// when there is no such endpoint).
+func (e *Engine) EndpointUp(name string) (up, known bool) {
+	s := e.snap.Load()
+	for _, ep := range s.cfg.Endpoints {
+		if ep.Name == name {
+			return s.health[ep.Index].up, true
+		}
+	}
+	return false, false
+}
+
+// PoolHealth counts a pool's endpoints that are up (known false when there
+// is no such pool).
+func (e *Engine) PoolHealth(pool string) (up, total int, known bool) {
+	s := e.snap.Load()
+	p := s.cfg.Pools[pool]
+	if p == nil {
+		return 0, 0, false
+	}
+	for _, ep := range p.Endpoints {
+		total++
+		if s.health[ep.Index].up {
+			up++
+		}
+	}
+	return up, total, true
+}
+
 // HasRecord reports whether name (canonical) is a GSLB record.
 func (e *Engine) HasRecord(name string) bool {
 	_, ok := e.snap.Load().cfg.Records[name]

@@ -447,8 +447,8 @@ func (f *priority) groupName(c cand) string {
 	return c.ep.Site.Name
 }
 
-// parseThreshold reads min_healthy: a count ("2") or a share ("50%").
-func parseThreshold(s string) (count int, percent float64, err error) {
+// ParseThreshold reads min_healthy: a count ("2") or a share ("50%").
+func ParseThreshold(s string) (count int, percent float64, err error) {
 	if p, ok := strings.CutSuffix(strings.TrimSpace(s), "%"); ok {
 		v, err := strconv.ParseFloat(p, 64)
 		if err != nil || v < 0 || v > 100 {

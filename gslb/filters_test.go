@@ -294,9 +294,9 @@ func TestParseThreshold(t *testing.T) {
 		{"two", 0, 0, false},
 	}
 	for _, tt := range tests {
-		c, p, err := parseThreshold(tt.in)
+		c, p, err := ParseThreshold(tt.in)
 		if (err == nil) != tt.ok || c != tt.count || p != tt.percent {
-			t.Errorf("parseThreshold(%q) = %d, %v, %v; want %d, %v, ok=%t", tt.in, c, p, err, tt.count, tt.percent, tt.ok)
+			t.Errorf("ParseThreshold(%q) = %d, %v, %v; want %d, %v, ok=%t", tt.in, c, p, err, tt.count, tt.percent, tt.ok)
 		}
 	}
 }

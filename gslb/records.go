@@ -204,7 +204,7 @@ func (c *Config) compileFilter(path string, n *yaml.Node) (Filter, error) {
 		}
 		if pc.MinHealthy != "" {
 			var err error
-			if f.minCount, f.minPercent, err = parseThreshold(pc.MinHealthy); err != nil {
+			if f.minCount, f.minPercent, err = ParseThreshold(pc.MinHealthy); err != nil {
 				return nil, errAt(path+".min_healthy", "%v", err)
 			}
 		}

@@ -10,6 +10,8 @@ declare -A pkgs=(
   [kdig]=knot-dnsutils
   [knotd]=knot
   [promtool]=prometheus
+  [bird]=bird2
+  [birdc]=bird2
 )
 
 missing=()

@@ -23,6 +23,7 @@ type fileConfig struct {
 	Log             logConfig      `yaml:"log"`
 	Transfers       transferConfig `yaml:"transfers"`
 	GSLB            gslbConfig     `yaml:"gslb"`
+	Anycast         anycastConfig  `yaml:"anycast"`
 }
 
 type identityConfig struct {

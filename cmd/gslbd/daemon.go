@@ -34,6 +34,7 @@ type config struct {
 	transport       dnsserver.TransportConfig
 	responder       dnsserver.Config
 	gslb            gslbConfig
+	anycast         anycastConfig
 	logger          *slog.Logger
 }
 
@@ -43,7 +44,7 @@ func buildConfig(fc *fileConfig) (*config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &config{zonesDir: fc.Zones, metricsAddr: "127.0.0.1:9153", shutdownTimeout: fc.ShutdownTimeout, reload: fc.Reload, gslb: fc.GSLB, logger: logger}
+	c := &config{zonesDir: fc.Zones, metricsAddr: "127.0.0.1:9153", shutdownTimeout: fc.ShutdownTimeout, reload: fc.Reload, gslb: fc.GSLB, anycast: fc.Anycast, logger: logger}
 	if fc.Metrics != nil {
 		c.metricsAddr = *fc.Metrics
 	}
@@ -206,7 +207,7 @@ func (d *daemon) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 16)
 	goRun := func(f func(context.Context) error) {
 		wg.Go(func() {
 			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -218,6 +219,25 @@ func (d *daemon) run(ctx context.Context) error {
 	metricsAddr, err := d.startMetrics(ctx, goRun)
 	if err != nil {
 		return err
+	}
+	ann, mon, err := d.newAnnouncer(d.cfg.anycast)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	// The announcer outlives ctx: on SIGTERM it drains (65535:0), then
+	// withdraws, and only then does DNS stop answering.
+	annCtx, annCancel := context.WithCancel(context.Background())
+	defer annCancel()
+	if ann != nil {
+		wg.Go(func() {
+			if err := ann.Run(annCtx); err != nil {
+				errc <- err
+				cancel()
+			}
+		})
+		goRun(mon.Run)
 	}
 	goRun(d.server.Serve)
 	goRun(d.notifier.Run)
@@ -236,6 +256,15 @@ func (d *daemon) run(ctx context.Context) error {
 	d.log.Info("listening", "dns", strings.Join(addrs, ","), "metrics", metricsAddr)
 	<-ctx.Done()
 	d.log.Info("shutting down")
+	if ann != nil {
+		drain := cmpDuration(d.cfg.anycast.Drain, 10*time.Second)
+		actx, acancel := context.WithTimeout(context.Background(), drain+5*time.Second)
+		if err := ann.Shutdown(actx, drain); err != nil {
+			d.log.Error("anycast shutdown", "err", err)
+		}
+		acancel()
+		annCancel()
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), d.cfg.shutdownTimeout)
 	defer scancel()
 	serr := d.server.Shutdown(sctx)
@@ -311,4 +340,11 @@ func (d *daemon) startMetrics(ctx context.Context, goRun func(func(context.Conte
 		return nil
 	})
 	return ln.Addr().String(), nil
+}
+
+func cmpDuration(v, d time.Duration) time.Duration {
+	if v <= 0 {
+		return d
+	}
+	return v
 }
