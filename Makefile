@@ -31,7 +31,9 @@ deps:
 	@bash test/deps.sh
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./dnsserver/
+	$(GO) test -run '^$$' -bench . -benchmem ./dnsserver/ ./gslb/ ./geo/
+	$(GO) test -run '^$$' -bench 'FlipToRouter' ./anycast/
+	$(GO) test -run '^$$' -bench 'AnycastBIRD' ./test/
 	bash test/bench/run.sh
 
 fuzz:

@@ -23,6 +23,10 @@ const (
 
 var phaseNames = [...]string{"idle", "running", "draining", "stopped"}
 
+// flushTimeout bounds the wait for withdrawals to be written before the
+// sessions close.
+const flushTimeout = time.Second
+
 // Announcer announces VIPs to BGP peers. Its methods are safe for
 // concurrent use.
 type Announcer struct {
@@ -83,6 +87,15 @@ func (a *Announcer) Run(ctx context.Context) error {
 	case phaseRunning, phaseDraining:
 		a.mu.Unlock()
 		return errors.New("anycast: Run called twice")
+	}
+	for i, p := range a.cfg.Peers {
+		if p.Password == "" {
+			continue
+		}
+		if err := md5Supported(); err != nil {
+			a.mu.Unlock()
+			return fmt.Errorf("anycast: peers[%d].password: TCP-MD5 is not available here: %w", i, err)
+		}
 	}
 	sp := newSpeaker(a.log, nil)
 	if err := sp.start(ctx, &a.cfg); err != nil {
@@ -249,6 +262,10 @@ func (a *Announcer) stopLocked(reason string) {
 	if a.phase == phaseClosed {
 		return
 	}
+	var before sentUpdates
+	if a.sp != nil {
+		before = a.sp.sentUpdates(context.Background())
+	}
 	for _, e := range a.sorted() {
 		if e.inRIB != nil {
 			if err := a.applyLocked(context.Background(), e, Withdrawn); err != nil {
@@ -262,6 +279,9 @@ func (a *Announcer) stopLocked(reason string) {
 		}
 	}
 	if a.sp != nil {
+		if !a.sp.flushWithdrawals(before, flushTimeout) {
+			a.log.Debug("anycast withdrawals not all written before closing the sessions")
+		}
 		a.sp.close()
 		a.sp = nil
 	}

@@ -235,6 +235,54 @@ func (sp *speaker) withdraw(ctx context.Context, p *api.Path) error {
 	return sp.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: p.Family, Path: p})
 }
 
+// sentUpdates maps each established peer to the UPDATE messages written
+// to it so far plus the routes advertised to it.
+type sentUpdates map[string][2]uint64
+
+func (sp *speaker) sentUpdates(ctx context.Context) sentUpdates {
+	out := sentUpdates{}
+	_ = sp.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+		if p.GetState().GetSessionState() != api.PeerState_ESTABLISHED {
+			return
+		}
+		var adv uint64
+		for _, af := range p.GetAfiSafis() {
+			adv += af.GetState().GetAdvertised()
+		}
+		out[p.GetConf().GetNeighborAddress()] = [2]uint64{p.GetState().GetMessages().GetSent().GetUpdate(), adv}
+	})
+	return out
+}
+
+// flushWithdrawals waits, up to timeout, until every peer established in
+// before has had one UPDATE written per route it was advertised (each
+// withdrawal is its own UPDATE), so the withdrawals reach the wire before
+// the sessions close. Closing the sessions removes the routes at the
+// routers anyway (graceful restart is off); this keeps the order clean.
+func (sp *speaker) flushWithdrawals(before sentUpdates, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		now := sp.sentUpdates(ctx)
+		done := true
+		for peer, b := range before {
+			if n, up := now[peer]; up && n[0] < b[0]+b[1] {
+				done = false
+			}
+		}
+		if done {
+			return true
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // peers lists the sessions.
 func (sp *speaker) peers(ctx context.Context) (map[netip.Addr]PeerStatus, error) {
 	out := map[netip.Addr]PeerStatus{}
@@ -303,7 +351,7 @@ func (g *gobgpLogger) Info(msg string, f bgplog.Fields) {
 }
 
 func (g *gobgpLogger) Debug(msg string, f bgplog.Fields) { g.l.Debug(msg, g.attrs(f)...) }
-func (g *gobgpLogger) SetLevel(bgplog.LogLevel)           {}
+func (g *gobgpLogger) SetLevel(bgplog.LogLevel)          {}
 
 func (g *gobgpLogger) GetLevel() bgplog.LogLevel {
 	if g.l.Enabled(context.Background(), slog.LevelDebug) {
