@@ -297,3 +297,19 @@ func TestErrorRepliesCarryOPT(t *testing.T) {
 		t.Errorf("REFUSED with EDNS: %v", reply)
 	}
 }
+
+// Additional addresses go in when they fit; when they do not, they are
+// left out without TC (RFC 2181 section 9): the answer itself is complete.
+func TestAdditionalWhenItFits(t *testing.T) {
+	r := newTestResponder(t, Config{})
+	reply := exchange(t, r, newQuery("mxmany.example.org.", dns.TypeMX), UDP)
+	if reply.Truncated || len(reply.Answer) != 1 || len(reply.Extra) != 0 {
+		t.Errorf("512-byte buffer: tc %v answer %d extra %d, want the MX alone without TC", reply.Truncated, len(reply.Answer), len(reply.Extra))
+	}
+	m := newQuery("mxmany.example.org.", dns.TypeMX)
+	m.SetEdns0(1232, false)
+	reply = exchange(t, r, m, UDP)
+	if reply.Truncated || len(reply.Answer) != 1 || len(reply.Extra) != 31 { // 30 A + OPT
+		t.Errorf("1232-byte buffer: tc %v answer %d extra %d, want the MX and its 30 addresses", reply.Truncated, len(reply.Answer), len(reply.Extra))
+	}
+}
