@@ -10,10 +10,11 @@ import (
 )
 
 // SelfCheck returns a check that sends a real query for name/qtype to a
-// DNS server (this gslbd's own listen address) over UDP and passes when the
+// DNS server (this gslbd's own listen address, asked at each check since it
+// is known only once the server listens) over UDP and passes when the
 // answer is authoritative, NOERROR and not empty. The anycast announcer
 // uses it: a site whose DNS does not answer must not announce.
-func SelfCheck(server netip.AddrPort, name string, qtype string) (func(ctx context.Context) (bool, string), error) {
+func SelfCheck(server func() netip.AddrPort, name string, qtype string) (func(ctx context.Context) (bool, string), error) {
 	t, ok := dns.StringToType[qtype]
 	if !ok {
 		return nil, fmt.Errorf("dns self-check: unknown query type %q", qtype)
@@ -23,10 +24,14 @@ func SelfCheck(server netip.AddrPort, name string, qtype string) (func(ctx conte
 	}
 	fqdn := dns.Fqdn(name)
 	return func(ctx context.Context) (bool, string) {
+		addr := server()
+		if !addr.IsValid() {
+			return false, "not listening yet"
+		}
 		m := new(dns.Msg)
 		m.SetQuestion(fqdn, t)
 		c := &dns.Client{Net: "udp", Dialer: &net.Dialer{}}
-		r, _, err := c.ExchangeContext(ctx, m, server.String())
+		r, _, err := c.ExchangeContext(ctx, m, addr.String())
 		switch {
 		case err != nil:
 			return false, "query failed: " + err.Error()

@@ -105,8 +105,14 @@ func TestConfigErrors(t *testing.T) {
 		{"max_udp_size: 100\n", "max_udp_size 100 is below 512"},
 		{"log:\n  level: loud\n", `log.level: "loud"`},
 		{"transfers:\n  zones:\n    example.test:\n      allow: [{prefixes: [192.0.2.1/24]}]\n", "has host bits set"},
+		{"anycast:\n  router_id: 192.0.2.1\n  local_asn: 65001\n  peers: [{asn: 65000}]\n", "anycast.peers[0].address: missing"},
+		{"anycast:\n  router_id: 192.0.2.1\n  local_asn: 65001\n  peers: [{address: 192.0.2.254, asn: 65000, hold_time: 2s}]\n", "hold_time"},
+		{"anycast:\n  router_id: 192.0.2.1\n  local_asn: 65001\n  peers: [{address: 192.0.2.254, asn: 65000}]\n  vips: [{prefix: 203.0.113.10/24, healthy: {endpoints: [x]}}]\n", "anycast.vips[0].prefix"},
+		{"anycast:\n  router_id: 192.0.2.1\n  local_asn: 65001\n  peers: [{address: 192.0.2.254, asn: 65000}]\n  vips: [{prefix: 203.0.113.10/32}]\n", "no health checks"},
+		{"anycast:\n  router_id: 192.0.2.1\n  local_asn: 65001\n  peers: [{address: 192.0.2.254, asn: 65000}]\n  vips: [{prefix: 203.0.113.10/32, healthy: {pools: {web: \"150%\"}}}]\n", "anycast.vips[0].healthy.pools.web"},
+		{"gslb:\n  geoip: /nonexistent.mmdb\n", "/nonexistent.mmdb"},
 	} {
-		cmd := exec.Command(filepath.Join(binDir, "gslbd"), "-config", writeConfig(t, tc.yaml))
+		cmd := exec.Command(filepath.Join(binDir, "gslbd"), "-config", writeConfig(t, tc.yaml), "-listen", "127.0.0.1:0", "-metrics", "127.0.0.1:0")
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), tc.want) {
 			t.Errorf("config %q: err %v, output %q, want it to mention %q", tc.yaml, err, out, tc.want)

@@ -151,11 +151,13 @@ func (d *daemon) vipPolicy(path string, v anycastVIPConfig) (anycast.VIPPolicy, 
 func (d *daemon) checks(path string, cc anycastChecksConfig) ([]anycast.Check, error) {
 	var out []anycast.Check
 	if cc.DNS != nil {
-		addrs := d.server.Addrs()
-		if len(addrs) == 0 {
-			return nil, fmt.Errorf("%s.dns: no DNS listen address", path)
+		self := func() netip.AddrPort {
+			if addrs := d.server.Addrs(); len(addrs) > 0 {
+				return loopbackFor(addrs[0])
+			}
+			return netip.AddrPort{}
 		}
-		fn, err := dnsserver.SelfCheck(loopbackFor(addrs[0]), cc.DNS.Name, cmpOr(cc.DNS.Type, "A"))
+		fn, err := dnsserver.SelfCheck(self, cc.DNS.Name, cmpOr(cc.DNS.Type, "A"))
 		if err != nil {
 			return nil, fmt.Errorf("%s.dns: %w", path, err)
 		}

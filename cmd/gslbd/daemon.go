@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gslbd/gslbd/anycast"
 	"github.com/gslbd/gslbd/dnsserver"
 	"github.com/gslbd/gslbd/gslb"
 	"github.com/gslbd/gslbd/zones"
@@ -123,6 +124,8 @@ type daemon struct {
 	embedded  *zones.Set     // the embedded default, when no directory is given
 	notifier  *dnsserver.Notifier
 	gslb      *gslbRuntime
+	announcer *anycast.Announcer // nil without an anycast: section
+	monitor   *anycast.Monitor
 	reg       *prometheus.Registry
 }
 
@@ -154,6 +157,10 @@ func newDaemon(cfg *config) (*daemon, error) {
 		return nil, err
 	}
 	if d.server, err = dnsserver.NewServer(cfg.transport, d.responder); err != nil {
+		return nil, err
+	}
+	// Built before anything listens, so a bad anycast section fails the start cleanly.
+	if d.announcer, d.monitor, err = d.newAnnouncer(cfg.anycast); err != nil {
 		return nil, err
 	}
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -220,12 +227,7 @@ func (d *daemon) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ann, mon, err := d.newAnnouncer(d.cfg.anycast)
-	if err != nil {
-		cancel()
-		wg.Wait()
-		return err
-	}
+	ann, mon := d.announcer, d.monitor
 	// The announcer outlives ctx: on SIGTERM it drains (65535:0), then
 	// withdraws, and only then does DNS stop answering.
 	annCtx, annCancel := context.WithCancel(context.Background())
