@@ -54,6 +54,10 @@ func TestAnycastFollowsHealthInBIRD(t *testing.T) {
 
 	g.Signal(t, syscall.SIGTERM)
 	b.waitRoutes(t, vip, "drained (local_pref 0)", onePath("0"))
+	// While the VIP drains, DNS still answers (it stops after the withdrawal).
+	if got := strings.TrimSpace(dig(t, g.DNS, "+short", "+norec", "www.example.com", "A")); got != "192.0.2.80" {
+		t.Errorf("DNS during the drain: %q, want an answer", got)
+	}
 	b.waitRoutes(t, vip, "withdrawn after the drain", noPath)
 	select {
 	case err := <-g.done:

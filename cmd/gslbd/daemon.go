@@ -241,7 +241,16 @@ func (d *daemon) run(ctx context.Context) error {
 		})
 		goRun(mon.Run)
 	}
-	goRun(d.server.Serve)
+	// DNS keeps answering until the anycast drain is over: it has its own
+	// context, ended after Shutdown below.
+	srvCtx, srvCancel := context.WithCancel(context.Background())
+	defer srvCancel()
+	wg.Go(func() {
+		if err := d.server.Serve(srvCtx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- err
+			cancel()
+		}
+	})
 	goRun(d.notifier.Run)
 	goRun(d.gslb.checker.Run)
 	goRun(d.gslb.geo.Run)
@@ -270,6 +279,7 @@ func (d *daemon) run(ctx context.Context) error {
 	sctx, scancel := context.WithTimeout(context.Background(), d.cfg.shutdownTimeout)
 	defer scancel()
 	serr := d.server.Shutdown(sctx)
+	srvCancel()
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {
