@@ -82,7 +82,6 @@ type decision struct {
 	floats         []float64
 	order          []cand // priority's scratch
 	trace          *[]Step
-	traceIn        []string
 }
 
 func (d *decision) clientAddr() netip.Addr { return d.client.Addr() }

@@ -139,7 +139,7 @@ func TestKeys(t *testing.T) {
 			t.Errorf("%s: keys equal = %t, want %t\n a: %s\n b: %s", tt.name, got, tt.same, tt.a.Key(), tt.b.Key())
 		}
 	}
-	if m.Key() != m.Key() {
+	if k1, k2 := m.Key(), m.Key(); k1 != k2 {
 		t.Error("Key is not stable")
 	}
 }
