@@ -1,0 +1,54 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Audit actions.
+const (
+	ActionSet    = "override.set"
+	ActionClear  = "override.clear"
+	ActionExpire = "override.expire"
+)
+
+// SystemAuthor is the author of changes gslbd makes on its own (expiry).
+const SystemAuthor = "gslbd"
+
+// ErrNotFound is returned (wrapped) when an override ID does not exist.
+var ErrNotFound = errors.New("not found")
+
+// AuditEntry records one change to the state.
+type AuditEntry struct {
+	Seq    uint64    `json:"seq"` // strictly increasing, from 1
+	Time   time.Time `json:"time"`
+	Author string    `json:"author"`
+	Action string    `json:"action"` // ActionSet, ActionClear, ActionExpire
+	Target string    `json:"target"` // "type/name"
+	Detail string    `json:"detail"` // JSON of the override
+	Reason string    `json:"reason"`
+}
+
+// Store is the state store. Implementations are safe for concurrent use.
+type Store interface {
+	// PutOverride validates o (errors are *FieldError wrapping ErrInvalid),
+	// assigns ID and Created, and stores it. A target has at most one
+	// override: a new one replaces the old, and the replacement is audited
+	// as a clear of the old one followed by a set of the new one.
+	PutOverride(ctx context.Context, o Override) (Override, error)
+	// ClearOverride removes an override; author and reason are required
+	// and audited. Unknown IDs give an error wrapping ErrNotFound.
+	ClearOverride(ctx context.Context, id, author, reason string) error
+	// Overrides returns the overrides active at now, sorted by Created
+	// (then ID).
+	Overrides(ctx context.Context, now time.Time) ([]Override, error)
+	// Audit returns up to limit (> 0) entries with Seq > since, oldest first.
+	Audit(ctx context.Context, since uint64, limit int) ([]AuditEntry, error)
+	// Watch returns a channel (buffer 1) that receives after every change;
+	// signals are coalesced, so a receiver re-reads the whole state. The
+	// channel is closed when ctx is done or the store is closed.
+	Watch(ctx context.Context) <-chan struct{}
+	// Close releases the store and closes all Watch channels.
+	Close() error
+}
