@@ -73,6 +73,7 @@ type decision struct {
 	client         netip.Prefix
 	cands, all     []cand
 	scope          int
+	now            time.Time // the decision's clock reading (overrides, TTL)
 	healthEmptied  bool
 	allDownApplied bool
 	locDone        bool
@@ -81,6 +82,7 @@ type decision struct {
 	ranks          []int
 	floats         []float64
 	order          []cand // priority's scratch
+	draws          []drainDraw
 	trace          *[]Step
 }
 
@@ -159,6 +161,9 @@ func (d *decision) load(p *Pool, ipv6 bool, ignoreHealth bool) {
 			continue
 		}
 		up := ignoreHealth || d.snap.health[ep.Index].up
+		if d.snap.epOverride != nil {
+			up = d.applyOverride(d.snap.epOverride[ep.Index], up || ignoreHealth)
+		}
 		d.all = append(d.all, cand{ep: ep, up: up})
 	}
 	d.cands = append(d.cands, d.all...)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gslbd/gslbd/geo"
 	"github.com/gslbd/gslbd/gslb/health"
+	"github.com/gslbd/gslbd/gslb/state"
 )
 
 // Locator finds where an address is; *geo.DB implements it.
@@ -44,6 +45,10 @@ type snapshot struct {
 	// cfg and geo: the site list and the largest uniform block per address.
 	parts  map[*geoFilter]*geo.Partition
 	geoGen uint64 // bumped by SetGeo (a Locator need not be comparable)
+	// overrides as set; epOverride is the one applying to each endpoint
+	// (by Endpoint.Index; nil slice when there are none).
+	overrides  []state.Override
+	epOverride []*state.Override
 }
 
 // partitioner is a Locator that can precompute partitions (*geo.DB).
@@ -125,8 +130,9 @@ func (e *Engine) rebuild(change func(*snapshot)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.snap.Load()
-	next := &snapshot{cfg: old.cfg, statuses: old.statuses, geo: old.geo, rtt: old.rtt, load: old.load, parts: old.parts, geoGen: old.geoGen}
+	next := &snapshot{cfg: old.cfg, statuses: old.statuses, geo: old.geo, rtt: old.rtt, load: old.load, parts: old.parts, geoGen: old.geoGen, overrides: old.overrides}
 	change(next)
+	next.epOverride = endpointOverrides(next.cfg, next.overrides)
 	if next.cfg != old.cfg || next.geoGen != old.geoGen {
 		next.parts = e.buildPartitions(next.cfg, next.geo)
 	}
@@ -206,8 +212,9 @@ func (e *Engine) decide(d *decision, q Query, a *Answer) {
 	if rec == nil {
 		return
 	}
-	*d = decision{snap: s, rec: rec, cands: d.cands[:0], all: d.all[:0], ranks: d.ranks, floats: d.floats, order: d.order[:0], trace: d.trace}
+	*d = decision{snap: s, rec: rec, cands: d.cands[:0], all: d.all[:0], ranks: d.ranks, floats: d.floats, order: d.order[:0], draws: d.draws[:0], trace: d.trace}
 	d.client = clientPrefix(q, s.cfg.Trusted, &a.UsedECS)
+	d.now = e.clock.Now()
 	d.load(rec.Pool, q.IPv6, false)
 	d.run()
 	a.Outcome = Answered
@@ -289,7 +296,7 @@ func (e *Engine) allDown(d *decision, q Query, a *Answer) {
 // of any endpoint considered (as gdnsd does), never below ttl_min.
 func (e *Engine) ttl(d *decision) uint32 {
 	ttl := d.rec.TTL
-	now := e.clock.Now()
+	now := d.now
 	for _, c := range d.all {
 		nc := d.snap.health[c.ep.Index].nextChange
 		if nc.IsZero() {
