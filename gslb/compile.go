@@ -1,6 +1,7 @@
 package gslb
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -226,7 +227,7 @@ func (c *Config) compileEndpoint(path string, ec EndpointConfig, poolMonitor str
 	if err != nil || addr.Zone() != "" {
 		return nil, errAt(path+".address", "%q is not an IPv4 or IPv6 address", ec.Address)
 	}
-	ep := &Endpoint{Name: cmpOr(ec.Name, addr.String()), Addr: addr.Unmap(), Weight: 100, Tier: ec.Tier}
+	ep := &Endpoint{Name: cmp.Or(ec.Name, addr.String()), Addr: addr.Unmap(), Weight: 100, Tier: ec.Tier}
 	if ec.Weight != nil {
 		if *ec.Weight < 0 || *ec.Weight > 1_000_000 {
 			return nil, errAt(path+".weight", "%d is not between 0 and 1000000", *ec.Weight)
@@ -236,7 +237,7 @@ func (c *Config) compileEndpoint(path string, ec EndpointConfig, poolMonitor str
 	if ep.Site = c.Sites[ec.Site]; ep.Site == nil {
 		return nil, errAt(path+".site", "unknown site %q", ec.Site)
 	}
-	monName := cmpOr(ec.Monitor, poolMonitor)
+	monName := cmp.Or(ec.Monitor, poolMonitor)
 	if monName == "" || monName == "none" {
 		return ep, nil
 	}
@@ -255,13 +256,6 @@ func (c *Config) compileEndpoint(path string, ec EndpointConfig, poolMonitor str
 	}
 	ep.Target = &health.Target{Addr: probe.Unmap(), Monitor: *m}
 	return ep, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // canonicalName lowercases and qualifies a DNS name and checks its syntax.

@@ -1,6 +1,7 @@
 package gslb
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -144,7 +145,7 @@ func (c *Config) compileFilter(path string, n *yaml.Node) (Filter, error) {
 		if err := decode(&wc); err != nil {
 			return nil, err
 		}
-		f := &weighted{bits4: cmpInt(wc.Bits4, 24), bits6: cmpInt(wc.Bits6, 56)}
+		f := &weighted{bits4: cmp.Or(wc.Bits4, 24), bits6: cmp.Or(wc.Bits6, 56)}
 		switch wc.Mode {
 		case "", "random":
 		case "hash":
@@ -211,13 +212,6 @@ func (c *Config) compileFilter(path string, n *yaml.Node) (Filter, error) {
 		return f, nil
 	}
 	return nil, errAt(path, "unknown filter (have up, geo, proximity, latency, weighted, priority, capacity, first_n)")
-}
-
-func cmpInt(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 func decodeStrict(n *yaml.Node, v any) error {

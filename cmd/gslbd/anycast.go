@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -157,7 +158,7 @@ func (d *daemon) checks(path string, cc anycastChecksConfig) ([]anycast.Check, e
 			}
 			return netip.AddrPort{}
 		}
-		fn, err := dnsserver.SelfCheck(self, cc.DNS.Name, cmpOr(cc.DNS.Type, "A"))
+		fn, err := dnsserver.SelfCheck(self, cc.DNS.Name, cmp.Or(cc.DNS.Type, "A"))
 		if err != nil {
 			return nil, fmt.Errorf("%s.dns: %w", path, err)
 		}
@@ -177,7 +178,7 @@ func (d *daemon) checks(path string, cc anycastChecksConfig) ([]anycast.Check, e
 		}})
 	}
 	for pool, minStr := range cc.Pools {
-		count, pct, err := gslb.ParseThreshold(cmpOr(minStr, "1"))
+		count, pct, err := gslb.ParseThreshold(cmp.Or(minStr, "1"))
 		if err != nil {
 			return nil, fmt.Errorf("%s.pools.%s: %w", path, pool, err)
 		}
@@ -222,7 +223,7 @@ func httpTarget(raw string) (health.Target, error) {
 		}
 		ap = netip.AddrPortFrom(a, 0)
 	}
-	m := health.Monitor{Kind: health.Kind(u.Scheme), Port: ap.Port(), Path: cmpOr(u.RequestURI(), "/")}
+	m := health.Monitor{Kind: health.Kind(u.Scheme), Port: ap.Port(), Path: cmp.Or(u.RequestURI(), "/")}
 	if err := m.Validate(); err != nil {
 		return health.Target{}, err
 	}

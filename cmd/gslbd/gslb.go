@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -117,7 +118,7 @@ func (g *gslbRuntime) loadConfig(set *zones.Set) error {
 	g.engine.SetConfig(cfg)
 	g.checker.SetTargets(cfg.Targets)
 	g.engine.SetHealth(g.checker.Statuses())
-	g.d.log.Info("gslb config loaded", "path", cmpOr(g.path, "embedded"), "records", len(cfg.Records), "endpoints", len(cfg.Endpoints), "probes", len(cfg.Targets))
+	g.d.log.Info("gslb config loaded", "path", cmp.Or(g.path, "embedded"), "records", len(cfg.Records), "endpoints", len(cfg.Endpoints), "probes", len(cfg.Targets))
 	return g.d.responder.GSLBChanged()
 }
 
@@ -175,11 +176,4 @@ func (g *gslbRuntime) reload() {
 	if err := g.loadConfig(g.d.zoneSet()); err != nil {
 		g.d.log.Error("gslb config rejected, previous version kept", "err", err)
 	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
