@@ -70,8 +70,9 @@ type geoFilter struct {
 	country      map[string][]int
 	continent    map[string][]int
 	defaultSites []int
-	prefer       bool    // sites not listed follow the listed ones (else: fence)
-	classes      [][]int // distinct site lists, for partitions (index = class)
+	prefer       bool           // sites not listed follow the listed ones (else: fence)
+	classes      [][]int        // distinct site lists, for partitions (index = class)
+	classOf      map[string]int // siteListKey -> index in classes
 }
 
 func (f *geoFilter) Name() string { return "geo" }
@@ -202,13 +203,7 @@ func (f *geoFilter) locationSites(loc geo.Location, ok bool) ([]int, geoKind) {
 // the same answer through different map entries merge.
 func (f *geoFilter) classify(loc geo.Location, ok bool) int {
 	sites, _ := f.locationSites(loc, ok)
-	key := siteListKey(sites)
-	for i, c := range f.classes {
-		if siteListKey(c) == key {
-			return i
-		}
-	}
-	return 0 // unreachable: compileGeo registers every list
+	return f.classOf[siteListKey(sites)] // compileGeo registers every list
 }
 
 func siteListKey(sites []int) string {

@@ -324,11 +324,12 @@ func (c *Config) compileGeo(path string, gc geoConfig) (*geoFilter, error) {
 			return nil, err
 		}
 	}
-	seen := map[string]bool{}
+	f.classOf = map[string]int{}
 	for _, group := range []map[string][]int{f.subdivision, f.country, f.continent, {"": f.defaultSites}} {
 		for _, k := range sortedKeys(group) {
-			if key := siteListKey(group[k]); !seen[key] {
-				seen[key] = true
+			key := siteListKey(group[k])
+			if _, dup := f.classOf[key]; !dup {
+				f.classOf[key] = len(f.classes)
 				f.classes = append(f.classes, group[k])
 			}
 		}
