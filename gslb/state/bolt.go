@@ -37,6 +37,7 @@ type Bolt struct {
 	path  string
 	clock func() time.Time
 	w     watchers
+	vant  vantages
 }
 
 var _ Store = (*Bolt)(nil)
@@ -71,7 +72,9 @@ func OpenBolt(path string, clock func() time.Time) (*Bolt, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open state db %s: %w", path, err)
 	}
-	return &Bolt{db: db, path: path, clock: clock}, nil
+	b := &Bolt{db: db, path: path, clock: clock}
+	b.vant.clock, b.vant.onLapse = clock, b.w.notify
+	return b, nil
 }
 
 // Path returns the file the store was opened on.
@@ -79,6 +82,7 @@ func (b *Bolt) Path() string { return b.path }
 
 // Close closes the file and every Watch channel.
 func (b *Bolt) Close() error {
+	b.vant.close()
 	b.w.close()
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("close state db %s: %w", b.path, err)
@@ -88,6 +92,19 @@ func (b *Bolt) Close() error {
 
 // Watch implements Store.
 func (b *Bolt) Watch(ctx context.Context) <-chan struct{} { return b.w.add(ctx) }
+
+// PublishHealth implements Store. Reports are kept in memory: one node is
+// its own only vantage point and re-probes after a restart.
+func (b *Bolt) PublishHealth(ctx context.Context, r VantageReport, ttl time.Duration) error {
+	if err := b.vant.publish(ctx, r, ttl); err != nil {
+		return err
+	}
+	b.w.notify()
+	return nil
+}
+
+// Vantages implements Store.
+func (b *Bolt) Vantages(ctx context.Context) ([]VantageReport, error) { return b.vant.list(ctx) }
 
 // PutOverride implements Store.
 func (b *Bolt) PutOverride(ctx context.Context, o Override) (Override, error) {

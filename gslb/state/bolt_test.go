@@ -460,3 +460,37 @@ func TestOpenBoltCorrupt(t *testing.T) {
 		})
 	}
 }
+
+func TestBoltVantagesLapse(t *testing.T) {
+	b, err := OpenBolt(filepath.Join(t.TempDir(), "state.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := t.Context()
+	w := b.Watch(ctx)
+	if err := b.PublishHealth(ctx, VantageReport{Vantage: "", Published: time.Now()}, time.Second); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("empty vantage: got %v, want ErrInvalid", err)
+	}
+	r := VantageReport{Vantage: "lon-1", Published: time.Now(), Endpoints: map[string]EndpointView{"web-lon-1": {Up: true, Reason: "ok"}}}
+	if err := b.PublishHealth(ctx, r, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PublishHealth(ctx, VantageReport{Vantage: "fra-1", Published: time.Now()}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	<-w
+	got, err := b.Vantages(ctx)
+	if err != nil || len(got) != 2 || got[0].Vantage != "fra-1" || !got[1].Endpoints["web-lon-1"].Up {
+		t.Fatalf("Vantages = %+v, %v; want fra-1 then lon-1 (web-lon-1 up)", got, err)
+	}
+	select {
+	case <-w: // the lapse of lon-1's report is a change
+	case <-time.After(5 * time.Second):
+		t.Fatal("no watch signal when lon-1's report lapsed")
+	}
+	got, _ = b.Vantages(ctx)
+	if len(got) != 1 || got[0].Vantage != "fra-1" {
+		t.Fatalf("after lapse Vantages = %+v; want only fra-1", got)
+	}
+}

@@ -30,6 +30,26 @@ type AuditEntry struct {
 	Reason string    `json:"reason"`
 }
 
+// ErrUnavailable is wrapped by errors that mean the store cannot take
+// writes now (etcd without quorum, a closed store): the API answers 503 and
+// gslbd keeps serving from its last snapshot.
+var ErrUnavailable = errors.New("state store unavailable")
+
+// VantageReport is one gslbd's own probe results, published so that every
+// gslbd can compute the same quorum verdict.
+type VantageReport struct {
+	Vantage   string                  `json:"vantage"`   // the publishing gslbd's name
+	Published time.Time               `json:"published"` // when it was published
+	Endpoints map[string]EndpointView `json:"endpoints"` // by endpoint name
+}
+
+// EndpointView is one vantage point's view of one endpoint.
+type EndpointView struct {
+	Up     bool      `json:"up"`
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since,omitzero"`
+}
+
 // Store is the state store. Implementations are safe for concurrent use.
 type Store interface {
 	// PutOverride validates o (errors are *FieldError wrapping ErrInvalid),
@@ -45,7 +65,14 @@ type Store interface {
 	Overrides(ctx context.Context, now time.Time) ([]Override, error)
 	// Audit returns up to limit (> 0) entries with Seq > since, oldest first.
 	Audit(ctx context.Context, since uint64, limit int) ([]AuditEntry, error)
-	// Watch returns a channel (buffer 1) that receives after every change;
+	// PublishHealth stores r as r.Vantage's current report, replacing the
+	// previous one. It lapses ttl after publication unless republished
+	// (etcd: a lease), so a dead vantage point stops counting.
+	PublishHealth(ctx context.Context, r VantageReport, ttl time.Duration) error
+	// Vantages returns the reports that have not lapsed, sorted by Vantage.
+	Vantages(ctx context.Context) ([]VantageReport, error)
+	// Watch returns a channel (buffer 1) that receives after every change
+	// of overrides or vantage reports (including a report lapsing);
 	// signals are coalesced, so a receiver re-reads the whole state. The
 	// channel is closed when ctx is done or the store is closed.
 	Watch(ctx context.Context) <-chan struct{}
