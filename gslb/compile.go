@@ -74,6 +74,7 @@ type Config struct {
 	Records   map[string]*Record
 	Trusted   []netip.Prefix // resolvers whose ECS is used; empty = all
 	Targets   []health.Target
+	Quorum    Quorum // how vantage points' views combine
 }
 
 var continents = []string{"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
@@ -111,6 +112,11 @@ func Compile(fc *FileConfig) (*Config, error) {
 	for _, k := range sortedKeys(targets) {
 		c.Targets = append(c.Targets, targets[k])
 	}
+	q, err := ParseQuorum(fc.Health.Quorum)
+	if err != nil {
+		add(errAt("health.quorum", "%v", err))
+	}
+	c.Quorum = q
 	for i, rc := range fc.Records {
 		r, err := c.compileRecord(fmt.Sprintf("records[%d]", i), rc)
 		add(err)

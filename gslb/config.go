@@ -21,6 +21,17 @@ type FileConfig struct {
 	Pools    map[string]PoolConfig    `yaml:"pools"`
 	Records  []RecordConfig           `yaml:"records"`
 	ECS      ECSConfig                `yaml:"ecs"`
+	Health   HealthConfig             `yaml:"health"`
+}
+
+// HealthConfig says how several gslbd's probe results combine.
+type HealthConfig struct {
+	// Quorum is how many vantage points (gslbd instances publishing their
+	// probe results) must see an endpoint up for it to count as up: "any",
+	// "majority" (the default: more than half), "all", or a percentage
+	// like "18%" (at least that share). One gslbd alone uses its own
+	// probes whatever the rule.
+	Quorum string `yaml:"quorum"`
 }
 
 // SiteConfig is a place that serves traffic.

@@ -64,6 +64,8 @@ type epHealth struct {
 	up         bool
 	nextChange time.Time
 	reason     string
+	views      []View // every vantage point's view (self first); nil when only this gslbd probes
+	split      bool   // vantage points disagree
 }
 
 // decision is the working state of one Decide call.

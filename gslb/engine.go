@@ -49,6 +49,11 @@ type snapshot struct {
 	// (by Endpoint.Index; nil slice when there are none).
 	overrides  []state.Override
 	epOverride []*state.Override
+	// self is this gslbd's vantage name; vantages are the published probe
+	// results of every vantage point (self's is ignored: its live probes
+	// are used instead).
+	self     string
+	vantages []state.VantageReport
 }
 
 // partitioner is a Locator that can precompute partitions (*geo.DB).
@@ -130,19 +135,30 @@ func (e *Engine) rebuild(change func(*snapshot)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.snap.Load()
-	next := &snapshot{cfg: old.cfg, statuses: old.statuses, geo: old.geo, rtt: old.rtt, load: old.load, parts: old.parts, geoGen: old.geoGen, overrides: old.overrides}
+	next := &snapshot{cfg: old.cfg, statuses: old.statuses, geo: old.geo, rtt: old.rtt, load: old.load, parts: old.parts, geoGen: old.geoGen,
+		overrides: old.overrides, self: old.self, vantages: old.vantages}
 	change(next)
 	next.epOverride = endpointOverrides(next.cfg, next.overrides)
 	if next.cfg != old.cfg || next.geoGen != old.geoGen {
 		next.parts = e.buildPartitions(next.cfg, next.geo)
 	}
 	next.health = make([]epHealth, len(next.cfg.Endpoints))
+	remote := remoteViews(next.self, next.vantages)
 	for i, ep := range next.cfg.Endpoints {
 		h := epHealth{up: true, reason: "not monitored"}
 		if ep.Target != nil {
 			h.reason = "not probed yet"
+			var views []View
 			if st, ok := next.statuses[ep.Target.Key()]; ok {
-				h = epHealth{up: st.Up, nextChange: st.NextChange, reason: st.Reason}
+				views = append(views, View{Vantage: next.self, Self: true, Up: st.Up, Reason: st.Reason, Since: st.Since})
+				h.nextChange = st.NextChange
+			}
+			views = append(views, remote[ep.Name]...)
+			if len(views) > 0 {
+				h.up, h.reason, h.split = verdict(next.cfg.Quorum, views)
+			}
+			if len(views) > 1 || (len(views) == 1 && !views[0].Self) {
+				h.views = views
 			}
 		}
 		next.health[i] = h

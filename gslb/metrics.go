@@ -3,6 +3,9 @@ package gslb
 import (
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/gslbd/gslbd/gslb/state"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -30,6 +33,7 @@ type engineMetrics struct {
 	scopeS  atomic.Uint64
 
 	answersDesc, siteDesc, allDownDesc, outcomeDesc, ecsDesc, scopeDesc, upDesc *prometheus.Desc
+	splitDesc, vantageDesc, overridesDesc                                       *prometheus.Desc
 }
 
 func newEngineMetrics() *engineMetrics {
@@ -51,6 +55,12 @@ func newEngineMetrics() *engineMetrics {
 			"ECS SCOPE PREFIX-LENGTH returned when ECS was used.", nil, nil),
 		upDesc: prometheus.NewDesc("gslbd_gslb_endpoint_up",
 			"Whether an endpoint is considered up (1) or down (0) by the engine.", []string{"pool", "site", "endpoint"}, nil),
+		splitDesc: prometheus.NewDesc("gslbd_gslb_quorum_disagreements",
+			"Monitored endpoints whose vantage points disagree about their health now.", nil, nil),
+		vantageDesc: prometheus.NewDesc("gslbd_gslb_vantage_points",
+			"Other vantage points (gslbd instances) whose probe results count, not lapsed.", nil, nil),
+		overridesDesc: prometheus.NewDesc("gslbd_gslb_overrides",
+			"Operator overrides in force, by kind.", []string{"kind"}, nil),
 	}
 }
 
@@ -96,12 +106,12 @@ func (m *engineMetrics) observeECS(used, present bool, scope uint8) {
 }
 
 func (m *engineMetrics) describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.answersDesc, m.siteDesc, m.allDownDesc, m.outcomeDesc, m.ecsDesc, m.scopeDesc, m.upDesc} {
+	for _, d := range []*prometheus.Desc{m.answersDesc, m.siteDesc, m.allDownDesc, m.outcomeDesc, m.ecsDesc, m.scopeDesc, m.upDesc, m.splitDesc, m.vantageDesc, m.overridesDesc} {
 		ch <- d
 	}
 }
 
-func (m *engineMetrics) collect(ch chan<- prometheus.Metric, s *snapshot) {
+func (m *engineMetrics) collect(ch chan<- prometheus.Metric, s *snapshot, now time.Time) {
 	m.mu.Lock()
 	for name, st := range m.records {
 		ch <- prometheus.MustNewConstMetric(m.answersDesc, prometheus.CounterValue, float64(st.answers.Load()), name)
@@ -130,10 +140,33 @@ func (m *engineMetrics) collect(ch chan<- prometheus.Metric, s *snapshot) {
 		}
 		ch <- prometheus.MustNewConstMetric(m.upDesc, prometheus.GaugeValue, v, ep.Pool, ep.Site.Name, ep.Name)
 	}
+	split := 0
+	for _, h := range s.health {
+		if h.split {
+			split++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(m.splitDesc, prometheus.GaugeValue, float64(split))
+	others := 0
+	for _, r := range s.vantages {
+		if r.Vantage != s.self {
+			others++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(m.vantageDesc, prometheus.GaugeValue, float64(others))
+	kinds := map[state.Kind]int{state.KindUp: 0, state.KindDown: 0, state.KindDrain: 0, state.KindMaintenance: 0}
+	for _, o := range s.overrides {
+		if o.Active(now) {
+			kinds[o.Kind]++
+		}
+	}
+	for k, n := range kinds {
+		ch <- prometheus.MustNewConstMetric(m.overridesDesc, prometheus.GaugeValue, float64(n), string(k))
+	}
 }
 
 // Describe implements prometheus.Collector.
 func (e *Engine) Describe(ch chan<- *prometheus.Desc) { e.metrics.describe(ch) }
 
 // Collect implements prometheus.Collector.
-func (e *Engine) Collect(ch chan<- prometheus.Metric) { e.metrics.collect(ch, e.snap.Load()) }
+func (e *Engine) Collect(ch chan<- prometheus.Metric) { e.metrics.collect(ch, e.snap.Load(), e.clock.Now()) }

@@ -89,3 +89,36 @@ func TestOverrides(t *testing.T) {
 		t.Errorf("override cleared: %v, want lon again", n)
 	}
 }
+
+// A drained site is reported drained only once the ramp has ended and the
+// longest TTL of the records answering it has passed.
+func TestDrainState(t *testing.T) {
+	e, cfg, clk := newTestEngine(t, overrideRecords+"  - {name: long.example., pool: web, ttl: 300, chain: [up]}\n")
+	e.SetHealth(healthOf(t, cfg, nil, nil))
+	drain := ov("site", "lon", state.KindDrain, t0, 10*time.Minute)
+	e.SetOverrides([]state.Override{drain})
+	if d := e.DrainState(drain); d.Drained || len(d.Remaining) != 6 {
+		t.Fatalf("at the start: %+v, want the six lon endpoints of all pools remaining", d)
+	}
+	clk.Advance(10*time.Minute + time.Second)
+	d := e.DrainState(drain)
+	if d.Drained || d.MaxTTL != 300*time.Second || !d.Absent.Equal(t0.Add(10*time.Minute)) {
+		t.Fatalf("ramp over, within the TTL: %+v; want absent since t0+10m, max TTL 300s, not drained", d)
+	}
+	clk.Advance(300 * time.Second)
+	if d := e.DrainState(drain); !d.Drained {
+		t.Fatalf("ramp + TTL over: %+v, want drained", d)
+	}
+	// An endpoint forced up keeps the site from ever draining.
+	up := ov("endpoint", "lon1", state.KindUp, t0, 0)
+	e.SetOverrides([]state.Override{drain, up})
+	if d := e.DrainState(drain); d.Drained || !slices.Equal(d.Remaining, []string{"lon1"}) {
+		t.Fatalf("with lon1 forced up: %+v, want lon1 remaining", d)
+	}
+	if st := e.EndpointStatus("lon2"); st.Up || st.Override == nil || st.Factor != 0 {
+		t.Errorf("lon2 status %+v: want out of answers under the site drain", st)
+	}
+	if st := e.EndpointStatus("lon1"); !st.Up || st.EffectiveWeight != float64(st.Weight) {
+		t.Errorf("lon1 status %+v: want up at full weight", st)
+	}
+}
