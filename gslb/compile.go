@@ -308,3 +308,16 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 func sortPrefixesLongestFirst(ps []netip.Prefix) {
 	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Bits() > ps[j].Bits() })
 }
+
+// String returns the policy as written in the configuration.
+func (a AllDown) String() string {
+	switch a {
+	case AllDownFallback:
+		return "fallback"
+	case AllDownNoData:
+		return "nodata"
+	case AllDownServFail:
+		return "servfail"
+	}
+	return "all"
+}

@@ -183,3 +183,16 @@ func (d *decision) run() {
 		}
 	}
 }
+
+// String names the outcome: "answered", "nodata", "servfail", "not-gslb".
+func (o Outcome) String() string {
+	switch o {
+	case NoData:
+		return "nodata"
+	case ServFail:
+		return "servfail"
+	case NotGSLB:
+		return "not-gslb"
+	}
+	return "answered"
+}

@@ -185,3 +185,19 @@ func (e *Engine) HasTarget(t state.Target) bool {
 	}
 	return false
 }
+
+// LocalViews returns this gslbd's own probe results for every monitored
+// endpoint, by endpoint name: what it publishes as its vantage report.
+func (e *Engine) LocalViews() map[string]state.EndpointView {
+	s := e.snap.Load()
+	out := make(map[string]state.EndpointView, len(s.cfg.Endpoints))
+	for _, ep := range s.cfg.Endpoints {
+		if ep.Target == nil {
+			continue
+		}
+		if st, ok := s.statuses[ep.Target.Key()]; ok {
+			out[ep.Name] = state.EndpointView{Up: st.Up, Reason: st.Reason, Since: st.Since}
+		}
+	}
+	return out
+}

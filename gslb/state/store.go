@@ -60,6 +60,10 @@ type Store interface {
 	// ClearOverride removes an override; author and reason are required
 	// and audited. Unknown IDs give an error wrapping ErrNotFound.
 	ClearOverride(ctx context.Context, id, author, reason string) error
+	// ExpireDue removes the overrides whose expiry has passed, auditing
+	// each (ActionExpire by SystemAuthor) exactly once even when several
+	// gslbd run it at the same time, and returns how many it removed.
+	ExpireDue(ctx context.Context) (int, error)
 	// Overrides returns the overrides active at now, sorted by Created
 	// (then ID).
 	Overrides(ctx context.Context, now time.Time) ([]Override, error)
