@@ -160,3 +160,10 @@ func upWord(up bool) string {
 	}
 	return "down"
 }
+
+// Vantages returns the vantage reports the engine is using (self's
+// included, as published), for the last-site guard and the API.
+func (e *Engine) Vantages() (self string, reports []state.VantageReport) {
+	s := e.snap.Load()
+	return s.self, s.vantages
+}

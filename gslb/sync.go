@@ -23,6 +23,9 @@ type SyncConfig struct {
 	Logger *slog.Logger
 	// Changed is called after new state reached the engine (may be nil).
 	Changed func()
+	// Anycast, when set, returns what this gslbd's announcer does with
+	// each VIP prefix; it is published with the probe results.
+	Anycast func() map[string]string
 }
 
 // Sync keeps the engine in step with the shared state until ctx is done:
@@ -78,6 +81,9 @@ func (e *Engine) Sync(ctx context.Context, cfg SyncConfig) error {
 	}
 	publishNow := func() {
 		r := state.VantageReport{Vantage: cfg.Vantage, Published: e.clock.Now(), Endpoints: e.LocalViews()}
+		if cfg.Anycast != nil {
+			r.Anycast = cfg.Anycast()
+		}
 		err := st.PublishHealth(ctx, r, cfg.ReportTTL)
 		if ctx.Err() == nil {
 			report("publish", err)

@@ -45,7 +45,7 @@ func gslbctl(t *testing.T, args ...string) (string, error) {
 
 func TestGslbctlExplain(t *testing.T) {
 	dir, mmdb := gslbDir(t)
-	out, err := gslbctl(t, "explain", "-zones", dir, "-geoip", mmdb, "-client", "127.0.0.1", "-ecs", "81.2.69.0/24", "gslb.example.test")
+	out, err := gslbctl(t, "explain", "--zones", dir, "--geoip", mmdb, "--client", "127.0.0.1", "--ecs", "81.2.69.0/24", "gslb.example.test")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -55,12 +55,12 @@ func TestGslbctlExplain(t *testing.T) {
 		}
 	}
 	// "What if London goes down": the same client is sent to Frankfurt.
-	out, err = gslbctl(t, "explain", "-zones", dir, "-geoip", mmdb, "-client", "127.0.0.1", "-ecs", "81.2.69.0/24", "-down", "lon", "gslb.example.test")
+	out, err = gslbctl(t, "explain", "--zones", dir, "--geoip", mmdb, "--client", "127.0.0.1", "--ecs", "81.2.69.0/24", "--down", "lon", "gslb.example.test")
 	if err != nil || !strings.Contains(out, "answer: 203.0.113.10") || !strings.Contains(out, "1 of 2 up") {
-		t.Errorf("explain -down lon: %v\n%s", err, out)
+		t.Errorf("explain --down lon: %v\n%s", err, out)
 	}
-	if out, err = gslbctl(t, "explain", "-zones", dir, "-client", "not-an-ip", "gslb.example.test"); err == nil || !strings.Contains(out, `-client "not-an-ip"`) {
-		t.Errorf("bad -client accepted: %s", out)
+	if out, err = gslbctl(t, "explain", "--zones", dir, "--client", "not-an-ip", "gslb.example.test"); err == nil || !strings.Contains(out, `--client "not-an-ip"`) {
+		t.Errorf("bad --client accepted: %s", out)
 	}
 }
 

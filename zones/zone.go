@@ -1,6 +1,7 @@
 package zones
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -86,4 +87,14 @@ func (e *LoadError) Error() string {
 // Set is an immutable snapshot of all loaded zones, keyed by Origin.
 type Set struct {
 	Zones map[string]*Zone
+}
+
+// Names returns the origins of the zones in s, sorted.
+func (s *Set) Names() []string {
+	out := make([]string, 0, len(s.Zones))
+	for name := range s.Zones {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -1,31 +1,39 @@
 package main
 
 import (
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/spf13/cobra"
+
 	"github.com/gslbd/gslbd/dnsserver"
 	"github.com/gslbd/gslbd/gslb"
 	"github.com/gslbd/gslbd/zones"
 )
 
+func newCheckCmd(g *globals) *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "check DIR",
+		Short: "Validate a zones directory and its gslb.yaml the way gslbd loads them (exit 1 on errors)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if code := runCheck(args[0], quiet, g.stdout, g.stderr); code != 0 {
+				return &exitError{code: code, err: errors.New("")}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only errors, not warnings")
+	return cmd
+}
+
 // runCheck validates a zones directory with the server's own loader.
-func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	quiet := fs.Bool("q", false, "print only errors, not warnings")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: gslbctl check [-q] DIR")
-		return 2
-	}
-	dir := fs.Arg(0)
+func runCheck(dir string, quiet bool, stdout, stderr io.Writer) int {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		fmt.Fprintf(stderr, "gslbctl check: %s is not a readable directory\n", dir)
 		return 2
@@ -42,7 +50,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	for _, is := range issues {
 		if is.Warning {
 			warns++
-			if !*quiet {
+			if !quiet {
 				fmt.Fprintf(stdout, "warning: %s\n", is)
 			}
 			continue

@@ -1,52 +1,115 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/gslbd/gslbd/dnsserver"
 	"github.com/gslbd/gslbd/geo"
 	"github.com/gslbd/gslbd/gslb"
+	"github.com/gslbd/gslbd/gslb/api"
 	"github.com/gslbd/gslbd/gslb/health"
 	"github.com/gslbd/gslbd/zones"
 )
 
-// runExplain answers a GSLB name offline from a zones directory and prints
-// why: each filter's input and output, the answer, the TTL and the ECS scope.
-// Health is not probed: every endpoint is up unless named in -down.
-func runExplain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("zones", ".", "zones directory holding gslb.yaml")
-	client := fs.String("client", "", "the resolver's address (required)")
-	ecs := fs.String("ecs", "", "EDNS Client Subnet the resolver sends, e.g. 81.2.69.0/24")
-	qtype := fs.String("type", "A", "A or AAAA")
-	geoPath := fs.String("geoip", "", "mmdb file (default: the embedded DB-IP Country Lite)")
-	down := fs.String("down", "", "comma-separated endpoint names, addresses or sites to treat as down")
-	if err := fs.Parse(args); err != nil {
-		return 2
+type explainFlags struct {
+	zones, client, ecs, qtype, geoip, down string
+}
+
+func newExplainCmd(g *globals) *cobra.Command {
+	var f explainFlags
+	cmd := &cobra.Command{
+		Use:   "explain NAME --client IP [--ecs PREFIX] [--type A|AAAA]",
+		Short: "Say why a GSLB name answers what it does, step by step",
+		Long: "Without --zones, asks the running gslbd (live health, overrides and every vantage point's view). " +
+			"With --zones DIR, works offline on a zones directory: every endpoint is up unless named in --down.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if f.client == "" {
+				return usageErr("--client: required (the resolver's address)")
+			}
+			if f.zones == "" {
+				return explainOnline(g, args[0], f)
+			}
+			q, err := explainQuery(args[0], f.client, f.ecs, f.qtype)
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			e, err := explainEngine(f.zones, f.geoip, f.down)
+			if err != nil {
+				return err
+			}
+			a := e.Explain(q)
+			if g.output == "json" {
+				return printJSON(g.stdout, a)
+			}
+			printExplanation(g.stdout, q, a, f.down)
+			return nil
+		},
 	}
-	if fs.NArg() != 1 || *client == "" {
-		fmt.Fprintln(stderr, "usage: gslbctl explain -zones DIR -client IP [-ecs PREFIX] [-type A|AAAA] [-geoip FILE] [-down NAME,...] NAME")
-		return 2
+	fl := cmd.Flags()
+	fl.StringVar(&f.zones, "zones", "", "work offline on this zones directory (holding gslb.yaml)")
+	fl.StringVar(&f.client, "client", "", "the resolver's address (required)")
+	fl.StringVar(&f.ecs, "ecs", "", "EDNS Client Subnet the resolver sends, e.g. 81.2.69.0/24")
+	fl.StringVar(&f.qtype, "type", "A", "A or AAAA")
+	fl.StringVar(&f.geoip, "geoip", "", "offline: mmdb file (default: the embedded DB-IP Country Lite)")
+	fl.StringVar(&f.down, "down", "", "offline: comma-separated endpoint names, addresses or sites to treat as down")
+	return cmd
+}
+
+func explainOnline(g *globals, name string, f explainFlags) error {
+	if f.down != "" || f.geoip != "" {
+		return usageErr("--down and --geoip work offline only (with --zones)")
 	}
-	q, err := explainQuery(fs.Arg(0), *client, *ecs, *qtype)
+	c, err := g.client()
 	if err != nil {
-		fmt.Fprintf(stderr, "gslbctl explain: %v\n", err)
-		return 2
+		return err
 	}
-	e, err := explainEngine(*dir, *geoPath, *down)
-	if err != nil {
-		fmt.Fprintf(stderr, "gslbctl explain: %v\n", err)
-		return 1
+	q := url.Values{"name": {name}, "client": {f.client}, "type": {f.qtype}}
+	if f.ecs != "" {
+		q.Set("ecs", f.ecs)
 	}
-	printExplanation(stdout, q, e.Explain(q), *down)
-	return 0
+	var v api.ExplainView
+	if err := c.do("GET", "/v1/explain?"+q.Encode(), nil, &v); err != nil {
+		return err
+	}
+	if g.output == "json" {
+		return printJSON(g.stdout, v)
+	}
+	w := g.stdout
+	fmt.Fprintf(w, "%s %s, resolver %s", v.Name, v.Type, v.Client)
+	if v.ECS != "" {
+		fmt.Fprintf(w, ", ECS %s", v.ECS)
+	}
+	fmt.Fprintln(w)
+	for i, s := range v.Trace {
+		fmt.Fprintf(w, "%2d. %-10s [%s] -> [%s]", i+1, s.Filter, strings.Join(s.In, " "), strings.Join(s.Out, " "))
+		if s.Note != "" {
+			fmt.Fprintf(w, "  %s", s.Note)
+		}
+		fmt.Fprintln(w)
+	}
+	addrs := make([]string, len(v.Addresses))
+	for i, a := range v.Addresses {
+		addrs[i] = a.String()
+	}
+	fmt.Fprintf(w, "answer: %s %s  ttl %d  ecs scope /%d\n", v.Outcome, strings.Join(addrs, " "), v.TTL, v.Scope)
+	fmt.Fprintln(w, "\nendpoints:")
+	t := table(w)
+	for _, e := range v.Endpoints {
+		fmt.Fprintf(t, "  %s\t%s\t%s\t%s\n", e.Name, e.Address, map[bool]string{true: "in answers", false: "out"}[e.Up], e.Reason)
+		for _, vw := range e.Views {
+			fmt.Fprintf(t, "    seen from %s\t\t%s\t%s\n", vw.Vantage, map[bool]string{true: "up", false: "down"}[vw.Up], vw.Reason)
+		}
+	}
+	return t.Flush()
 }
 
 func explainQuery(name, client, ecs, qtype string) (gslb.Query, error) {
@@ -58,15 +121,15 @@ func explainQuery(name, client, ecs, qtype string) (gslb.Query, error) {
 	case "AAAA":
 		q.IPv6 = true
 	default:
-		return q, fmt.Errorf("-type %q: want A or AAAA", qtype)
+		return q, fmt.Errorf("--type %q: want A or AAAA", qtype)
 	}
 	var err error
 	if q.Resolver, err = netip.ParseAddr(client); err != nil {
-		return q, fmt.Errorf("-client %q is not an address", client)
+		return q, fmt.Errorf("--client %q is not an address", client)
 	}
 	if ecs != "" {
 		if q.ECS, err = netip.ParsePrefix(ecs); err != nil {
-			return q, fmt.Errorf("-ecs %q is not a prefix", ecs)
+			return q, fmt.Errorf("--ecs %q is not a prefix", ecs)
 		}
 		q.ECS = q.ECS.Masked()
 	}
@@ -122,12 +185,12 @@ func offlineHealth(cfg *gslb.Config, down string) (map[health.TargetKey]health.S
 			}
 			found = true
 			if ep.Target == nil {
-				return nil, fmt.Errorf("-down %s: endpoint %s has no monitor, so it is always up", name, ep.Name)
+				return nil, fmt.Errorf("--down %s: endpoint %s has no monitor, so it is always up", name, ep.Name)
 			}
-			st[ep.Target.Key()] = health.Status{Up: false, Reason: "marked down (-down)"}
+			st[ep.Target.Key()] = health.Status{Up: false, Reason: "marked down (--down)"}
 		}
 		if !found {
-			return nil, fmt.Errorf("-down %s: no endpoint, address or site by that name", name)
+			return nil, fmt.Errorf("--down %s: no endpoint, address or site by that name", name)
 		}
 	}
 	return st, nil

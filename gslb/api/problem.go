@@ -10,9 +10,11 @@ import (
 	"strings"
 )
 
-// ProblemTypeBase prefixes problem type slugs; the README's API section
-// documents each.
-const ProblemTypeBase = "https://github.com/gslbd/gslbd/blob/main/docs/api.md#"
+// ProblemTypeBase prefixes problem type slugs (invalid-field, bad-json,
+// unauthorized, forbidden, not-found, body-too-large,
+// unsupported-media-type, state-unavailable, reload-rejected, not-ready,
+// not-configured, internal); the README's API section lists them.
+const ProblemTypeBase = "urn:gslbd:problem:"
 
 // Problem is an RFC 9457 problem document. Field, when set, names the
 // request field (JSON path or query parameter) that is wrong.

@@ -41,6 +41,10 @@ type VantageReport struct {
 	Vantage   string                  `json:"vantage"`   // the publishing gslbd's name
 	Published time.Time               `json:"published"` // when it was published
 	Endpoints map[string]EndpointView `json:"endpoints"` // by endpoint name
+	// Anycast is what this gslbd's BGP announcer does with each VIP
+	// prefix ("announced", "depreferred", "withdrawn"), for the other
+	// sites' last-site guard; nil without anycast.
+	Anycast map[string]string `json:"anycast,omitempty"`
 }
 
 // EndpointView is one vantage point's view of one endpoint.
