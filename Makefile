@@ -11,9 +11,10 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/gslbd ./cmd/gslbctl
 
-# Serve the embedded example zone on 127.0.0.1:5353 (metrics on 127.0.0.1:9153).
+# Serve the embedded example zone on 127.0.0.1:5353 (metrics on 127.0.0.1:9153,
+# the REST API read-only on 127.0.0.1:9080, state in ./gslbd-state.db).
 run: build
-	$(BIN)/gslbd -listen 127.0.0.1:5353
+	$(BIN)/gslbd -listen 127.0.0.1:5353 -api 127.0.0.1:9080
 
 # Installs the Debian packages the tests drive (dig, kdig, knotd, promtool)
 # when missing, then runs unit, component, fuzz-seed and integration tests.

@@ -89,12 +89,13 @@ type gslbd struct {
 	cmd     *exec.Cmd
 	DNS     netip.AddrPort // the first DNS address
 	Metrics string         // host:port of /metrics
+	API     string         // host:port of the REST API ("" without api:)
 	logs    *syncBuffer
 	done    chan error
 	stopped bool
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening dns=(\S+) metrics=(\S*)`)
+var listeningRE = regexp.MustCompile(`msg=listening dns=(\S+) metrics=(\S*)(?: api=(\S*))?`)
 
 // startGslbd runs bin/gslbd with args, adding -listen 127.0.0.1:0 and
 // -metrics 127.0.0.1:0 unless given (flags override a -config file), and waits until it is serving. The
@@ -132,6 +133,7 @@ func startGslbd(t testing.TB, args ...string) *gslbd {
 	case m := <-ready:
 		g.DNS = netip.MustParseAddrPort(strings.Split(m[1], ",")[0])
 		g.Metrics = m[2]
+		g.API = m[3]
 	case err := <-g.done:
 		t.Fatalf("gslbd exited before serving: %v\n%s", err, g.logs)
 	case <-time.After(15 * time.Second):

@@ -111,6 +111,13 @@ func TestConfigErrors(t *testing.T) {
 		{"anycast:\n  router_id: 192.0.2.1\n  local_asn: 65001\n  peers: [{address: 192.0.2.254, asn: 65000}]\n  vips: [{prefix: 203.0.113.10/32}]\n", "no health checks"},
 		{"anycast:\n  router_id: 192.0.2.1\n  local_asn: 65001\n  peers: [{address: 192.0.2.254, asn: 65000}]\n  vips: [{prefix: 203.0.113.10/32, healthy: {pools: {web: \"150%\"}}}]\n", "anycast.vips[0].healthy.pools.web"},
 		{"gslb:\n  geoip: /nonexistent.mmdb\n", "/nonexistent.mmdb"},
+		{"api:\n  listen: 0.0.0.0:0\n", "api.tokens: required when api.listen (0.0.0.0:0) is not a loopback address"},
+		{"api:\n  listen: 127.0.0.1:0\n  tokens: [{name: a, scope: root, sha256: 00}]\n", `api.tokens[0].scope: unknown scope "root"`},
+		{"api:\n  listen: 127.0.0.1:0\n  tokens: [{name: a, scope: read, sha256: 00}]\n", "api.tokens[0].sha256: want 64 hex digits"},
+		{"api:\n  listen: 127.0.0.1:0\n  tls: {cert: /nonexistent.crt}\n", "api.tls: give both cert and key"},
+		{"state:\n  backend: zookeeper\n", `state.backend: "zookeeper" is not bolt or etcd`},
+		{"state:\n  backend: etcd\n", "state.etcd.endpoints: required"},
+		{"state:\n  path: /proc/nope/state.db\n", "/proc/nope"},
 	} {
 		cmd := exec.Command(filepath.Join(binDir, "gslbd"), "-config", writeConfig(t, tc.yaml), "-listen", "127.0.0.1:0", "-metrics", "127.0.0.1:0")
 		out, err := cmd.CombinedOutput()

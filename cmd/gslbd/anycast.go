@@ -102,7 +102,12 @@ func (d *daemon) newAnnouncer(ac anycastConfig) (*anycast.Announcer, *anycast.Mo
 	if err != nil {
 		return nil, nil, err
 	}
-	mc := anycast.MonitorConfig{Logger: d.log}
+	mc := anycast.MonitorConfig{Logger: d.log, Guard: func(p netip.Prefix) (bool, bool) {
+		if d.ops == nil {
+			return false, false
+		}
+		return d.ops.guard(p)
+	}}
 	for i, v := range ac.VIPs {
 		p, err := d.vipPolicy(fmt.Sprintf("anycast.vips[%d]", i), v)
 		if err != nil {

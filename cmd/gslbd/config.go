@@ -24,6 +24,8 @@ type fileConfig struct {
 	Transfers       transferConfig `yaml:"transfers"`
 	GSLB            gslbConfig     `yaml:"gslb"`
 	Anycast         anycastConfig  `yaml:"anycast"`
+	State           stateConfig    `yaml:"state"`
+	API             apiConfig      `yaml:"api"`
 }
 
 type identityConfig struct {

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,6 +37,9 @@ type config struct {
 	responder       dnsserver.Config
 	gslb            gslbConfig
 	anycast         anycastConfig
+	state           stateConfig
+	api             apiConfig
+	ops             bool // a state store (and maybe the API) is configured
 	logger          *slog.Logger
 }
 
@@ -45,9 +49,13 @@ func buildConfig(fc *fileConfig) (*config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &config{zonesDir: fc.Zones, metricsAddr: "127.0.0.1:9153", shutdownTimeout: fc.ShutdownTimeout, reload: fc.Reload, gslb: fc.GSLB, anycast: fc.Anycast, logger: logger}
+	c := &config{zonesDir: fc.Zones, metricsAddr: "127.0.0.1:9153", shutdownTimeout: fc.ShutdownTimeout, reload: fc.Reload, gslb: fc.GSLB, anycast: fc.Anycast,
+		state: fc.State, api: fc.API, ops: fc.API.Listen != "" || !emptyState(fc.State), logger: logger}
 	if fc.Metrics != nil {
 		c.metricsAddr = *fc.Metrics
+	}
+	if err := checkOpsConfig(fc.State, fc.API); err != nil {
+		return nil, err
 	}
 	if c.shutdownTimeout == 0 {
 		c.shutdownTimeout = 5 * time.Second
@@ -126,7 +134,9 @@ type daemon struct {
 	gslb      *gslbRuntime
 	announcer *anycast.Announcer // nil without an anycast: section
 	monitor   *anycast.Monitor
+	ops       *opsRuntime // nil without state: or api:
 	reg       *prometheus.Registry
+	started   atomic.Bool // DNS is listening
 }
 
 // zoneSet is the zone set being served.
@@ -162,6 +172,11 @@ func newDaemon(cfg *config) (*daemon, error) {
 	// Built before anything listens, so a bad anycast section fails the start cleanly.
 	if d.announcer, d.monitor, err = d.newAnnouncer(cfg.anycast); err != nil {
 		return nil, err
+	}
+	if cfg.ops {
+		if d.ops, err = newOpsRuntime(d, cfg.state, cfg.api); err != nil {
+			return nil, err
+		}
 	}
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		d.responder, d.server.Collector())
@@ -227,6 +242,15 @@ func (d *daemon) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.started.Store(true)
+	apiAddr := ""
+	if d.ops != nil {
+		defer d.ops.store.Close()
+		d.ops.run(ctx, goRun)
+		if d.ops.api != nil {
+			apiAddr = d.ops.api.Addr().String()
+		}
+	}
 	ann, mon := d.announcer, d.monitor
 	// The announcer outlives ctx: on SIGTERM it drains (65535:0), then
 	// withdraws, and only then does DNS stop answering.
@@ -264,7 +288,7 @@ func (d *daemon) run(ctx context.Context) error {
 	for _, a := range d.server.Addrs() {
 		addrs = append(addrs, a.String())
 	}
-	d.log.Info("listening", "dns", strings.Join(addrs, ","), "metrics", metricsAddr)
+	d.log.Info("listening", "dns", strings.Join(addrs, ","), "metrics", metricsAddr, "api", apiAddr)
 	<-ctx.Done()
 	d.log.Info("shutting down")
 	if ann != nil {

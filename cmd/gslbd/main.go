@@ -45,6 +45,7 @@ func run(args []string) int {
 		workers    = fs.Int("workers", -1, "UDP sockets per listen address (default: one per CPU)")
 		metrics    = fs.String("metrics", "\x00", `metrics listen address, "" to disable (default 127.0.0.1:9153)`)
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
+		apiAddr    = fs.String("api", "", "REST API listen address, e.g. 127.0.0.1:9080 (default: none, or api.listen)")
 		cpuProfile = fs.String("cpuprofile", "", "write a CPU profile to this file until exit (for performance work)")
 	)
 	fs.Var(&listen, "listen", "address:port to serve DNS on, UDP and TCP; repeat or comma-separate (default 127.0.0.1:5353)")
@@ -77,6 +78,9 @@ func run(args []string) int {
 	}
 	if *logLevel != "" {
 		fc.Log.Level = *logLevel
+	}
+	if *apiAddr != "" {
+		fc.API.Listen = *apiAddr
 	}
 	cfg, err := buildConfig(fc)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -33,11 +34,12 @@ var (
 // Bolt is the one-node Store on an embedded bbolt file. Every change is one
 // bbolt transaction, durable (fsynced) when the method returns.
 type Bolt struct {
-	db    *bolt.DB
-	path  string
-	clock func() time.Time
-	w     watchers
-	vant  vantages
+	db     *bolt.DB
+	path   string
+	clock  func() time.Time
+	w      watchers
+	vant   vantages
+	closed atomic.Bool
 }
 
 var _ Store = (*Bolt)(nil)
@@ -80,8 +82,13 @@ func OpenBolt(path string, clock func() time.Time) (*Bolt, error) {
 // Path returns the file the store was opened on.
 func (b *Bolt) Path() string { return b.path }
 
+// Healthy reports whether the store is open. A local file has no outage
+// to report; this gives the bolt backend the same up metric as etcd.
+func (b *Bolt) Healthy() bool { return !b.closed.Load() }
+
 // Close closes the file and every Watch channel.
 func (b *Bolt) Close() error {
+	b.closed.Store(true)
 	b.vant.close()
 	b.w.close()
 	if err := b.db.Close(); err != nil {

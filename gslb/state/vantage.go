@@ -29,6 +29,14 @@ type vantageEntry struct {
 	lapse time.Time
 }
 
+// clone copies r's maps, so that neither the publisher nor a reader can
+// change a stored report.
+func (r VantageReport) clone() VantageReport {
+	r.Endpoints = maps.Clone(r.Endpoints)
+	r.Anycast = maps.Clone(r.Anycast)
+	return r
+}
+
 func checkReport(r VantageReport, ttl time.Duration) error {
 	if strings.TrimSpace(r.Vantage) == "" {
 		return fieldErr("vantage", "required")
@@ -54,7 +62,7 @@ func (v *vantages) publish(ctx context.Context, r VantageReport, ttl time.Durati
 	if v.reports == nil {
 		v.reports = map[string]vantageEntry{}
 	}
-	r.Endpoints = maps.Clone(r.Endpoints)
+	r = r.clone()
 	v.reports[r.Vantage] = vantageEntry{r: r, lapse: v.clock().Add(ttl)}
 	v.arm()
 	return nil
@@ -108,9 +116,7 @@ func (v *vantages) list(ctx context.Context) ([]VantageReport, error) {
 	out := make([]VantageReport, 0, len(v.reports))
 	for _, e := range v.reports {
 		if now.Before(e.lapse) {
-			r := e.r
-			r.Endpoints = maps.Clone(r.Endpoints)
-			out = append(out, r)
+			out = append(out, e.r.clone())
 		}
 	}
 	slices.SortFunc(out, func(a, b VantageReport) int { return strings.Compare(a.Vantage, b.Vantage) })
