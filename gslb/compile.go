@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -23,6 +24,7 @@ type Site struct {
 	Country   string
 	Continent string
 	Capacity  float64
+	Feeds     []string       // lbd feed URLs
 	answers   *atomic.Uint64 // metrics, attached by the engine
 }
 
@@ -172,6 +174,13 @@ func compileSite(name string, sc SiteConfig, idx int) (*Site, error) {
 	}
 	if sc.Capacity < 0 {
 		return nil, errAt(path+".capacity", "must not be negative")
+	}
+	for i, f := range sc.Feeds {
+		u, err := url.Parse(f)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, errAt(fmt.Sprintf("%s.feeds[%d]", path, i), "%q is not an http(s) URL like http://lbd:9300/v1/feed", f)
+		}
+		s.Feeds = append(s.Feeds, f)
 	}
 	return s, nil
 }

@@ -41,6 +41,10 @@ type SiteConfig struct {
 	Country   string   `yaml:"country"`   // ISO 3166-1 alpha-2
 	Continent string   `yaml:"continent"` // AF AN AS EU NA OC SA
 	Capacity  float64  `yaml:"capacity"`  // requests/s the site can take; 0 = unknown
+	// Feeds are the site's lbd feed URLs (http://lbd:9300/v1/feed): the
+	// handshake RTT per client /24 and /48 for latency filters, and new
+	// flows per second as the load capacity filters compare with capacity.
+	Feeds []string `yaml:"feeds"`
 }
 
 // MonitorConfig says how to probe endpoints; fields map to health.Monitor.

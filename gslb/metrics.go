@@ -169,4 +169,6 @@ func (m *engineMetrics) collect(ch chan<- prometheus.Metric, s *snapshot, now ti
 func (e *Engine) Describe(ch chan<- *prometheus.Desc) { e.metrics.describe(ch) }
 
 // Collect implements prometheus.Collector.
-func (e *Engine) Collect(ch chan<- prometheus.Metric) { e.metrics.collect(ch, e.snap.Load(), e.clock.Now()) }
+func (e *Engine) Collect(ch chan<- prometheus.Metric) {
+	e.metrics.collect(ch, e.snap.Load(), e.clock.Now())
+}

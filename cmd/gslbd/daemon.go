@@ -279,6 +279,7 @@ func (d *daemon) run(ctx context.Context) error {
 	goRun(d.gslb.checker.Run)
 	goRun(d.gslb.geo.Run)
 	goRun(d.gslb.watch)
+	goRun(d.gslb.feeds.Run)
 	if d.watcher != nil {
 		goRun(d.watcher.Run)
 		goRun(d.applyUpdates)

@@ -20,11 +20,12 @@ import (
 
 // gslbConfig is the gslb: section of the YAML config.
 type gslbConfig struct {
-	Config        string        `yaml:"config"`       // GSLB YAML; default <zones>/gslb.yaml when it exists
-	GeoIP         string        `yaml:"geoip"`        // mmdb (GeoIP2/GeoLite2/DB-IP); "" = embedded DB-IP Country Lite
-	MaxConcurrent int           `yaml:"max_probes"`   // probes in flight at most; 64
-	InitialDown   bool          `yaml:"initial_down"` // endpoints start down until they pass rise probes
-	PollInterval  time.Duration `yaml:"poll"`         // how often the GSLB file is checked for changes; 2s
+	Config        string        `yaml:"config"`        // GSLB YAML; default <zones>/gslb.yaml when it exists
+	GeoIP         string        `yaml:"geoip"`         // mmdb (GeoIP2/GeoLite2/DB-IP); "" = embedded DB-IP Country Lite
+	MaxConcurrent int           `yaml:"max_probes"`    // probes in flight at most; 64
+	InitialDown   bool          `yaml:"initial_down"`  // endpoints start down until they pass rise probes
+	PollInterval  time.Duration `yaml:"poll"`          // how often the GSLB file is checked for changes; 2s
+	FeedInterval  time.Duration `yaml:"feed_interval"` // how often sites' lbd feeds are read; 10s
 }
 
 // gslbRuntime owns the GSLB engine, its health checker, the GeoIP source
@@ -35,6 +36,7 @@ type gslbRuntime struct {
 	engine  *gslb.Engine
 	checker *health.Checker
 	geo     *geo.Source
+	feeds   *gslb.FeedPoller
 	poll    time.Duration
 	mu      sync.Mutex // serialises loads; guards stamp
 	stamp   fileStamp
@@ -76,6 +78,7 @@ func newGSLBRuntime(d *daemon, gc gslbConfig) (*gslbRuntime, error) {
 		g.poll = 2 * time.Second
 	}
 	g.engine = gslb.NewEngine(gslb.EngineConfig{Logger: d.log})
+	g.feeds = &gslb.FeedPoller{Engine: g.engine, Interval: gc.FeedInterval, Logger: d.log}
 	var err error
 	if g.checker, err = health.NewChecker(health.Config{
 		Logger: d.log, MaxConcurrent: gc.MaxConcurrent, InitialDown: gc.InitialDown,
