@@ -3,6 +3,8 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -280,6 +282,9 @@ func checkOpsConfig(sc stateConfig, ac apiConfig) error {
 	for i, t := range ac.Tokens {
 		if _, err := api.ParseScope(t.Scope); err != nil {
 			return fmt.Errorf("api.tokens[%d].scope: %w", i, err)
+		}
+		if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("api.tokens[%d].sha256: want 64 hex digits (the SHA-256 of the token), got %q", i, t.SHA256)
 		}
 	}
 	if (ac.TLS.Cert == "") != (ac.TLS.Key == "") {
