@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -279,6 +280,11 @@ func TestAnycastLastSiteGuardFromEtcd(t *testing.T) {
 		return strings.Join(out, " ")
 	}
 	b.waitRoutes(t, vip, "from both sites", func(ps []birdPath) bool { return protos(ps) == "site_a/100 site_b/100" })
+	out, err := gslbctlEnv(t, gs["site_a"], opsReadToken, "anycast", "status")
+	if err != nil || !regexp.MustCompile(`127\.0\.0\.1\s+65000\s+established`).MatchString(out) ||
+		!regexp.MustCompile(`192\.0\.2\.55/32\s+announced\s+.*true\s+healthy`).MatchString(out) {
+		t.Errorf("gslbctl anycast status: %v\n%s", err, out)
+	}
 
 	// Site B's tier fails: A still announces, so B withdraws.
 	tierB := tiers["site_b"].Addr().String()
@@ -289,6 +295,10 @@ func TestAnycastLastSiteGuardFromEtcd(t *testing.T) {
 	// de-prefers (local_pref 0 through 65535:0) instead of withdrawing...
 	tiers["site_a"].Close()
 	b.waitRoutes(t, vip, "de-preferred by site_a (guard)", func(ps []birdPath) bool { return protos(ps) == "site_a/0" })
+	code, body := apiCall(t, gs["site_a"], "GET", "/v1/anycast", opsReadToken, "")
+	if code != 200 || !strings.Contains(body, "last site announcing (guard)") {
+		t.Errorf("/v1/anycast while the guard holds: %d %s", code, body)
+	}
 	time.Sleep(1500 * time.Millisecond) // several rounds (200ms) past fall
 	if got := protos(b.routes(t, vip)); got != "site_a/0" {
 		t.Fatalf("site_a after 1.5s as the last site: %q, want still announced de-preferred", got)
