@@ -11,32 +11,49 @@ import (
 // the first few). It walks the whole IPv4 tree: for tools (gslbctl
 // simulate), not for the answer path.
 func (d *DB) Networks(match func(Location) bool, limit int) ([]netip.Prefix, error) {
-	if limit <= 0 {
-		return nil, nil
+	out, err := d.NetworksFor([]func(Location) bool{match}, limit)
+	if err != nil {
+		return nil, err
 	}
-	var all []netip.Prefix
+	return out[0], nil
+}
+
+// NetworksFor is Networks for several matchers in one walk of the tree:
+// out[i] samples the networks matchers[i] accepts.
+func (d *DB) NetworksFor(matchers []func(Location) bool, limit int) ([][]netip.Prefix, error) {
+	all := make([][]netip.Prefix, len(matchers))
+	if limit <= 0 {
+		return all, nil
+	}
 	for res := range d.r.NetworksWithin(netip.PrefixFrom(netip.IPv4Unspecified(), 0)) {
 		if err := res.Err(); err != nil {
 			return nil, fmt.Errorf("%s: walk networks: %w", d.name, err)
 		}
 		p := res.Prefix()
-		a := p.Addr().Unmap()
-		if a.Is4() && p.Bits() >= 96 {
+		if a := p.Addr().Unmap(); a.Is4() && p.Addr().Is6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(a, p.Bits()-96)
 		}
 		if !p.Addr().Is4() {
 			continue
 		}
-		if r := d.Lookup(p.Addr()); r.Found && match(r.Location) {
-			all = append(all, p)
+		r := d.Lookup(p.Addr())
+		if !r.Found {
+			continue
+		}
+		for i, m := range matchers {
+			if m(r.Location) {
+				all[i] = append(all[i], p)
+			}
 		}
 	}
-	if len(all) <= limit {
-		return all, nil
+	for i, nets := range all {
+		if len(nets) > limit {
+			out := make([]netip.Prefix, 0, limit)
+			for j := range limit {
+				out = append(out, nets[j*len(nets)/limit])
+			}
+			all[i] = out
+		}
 	}
-	out := make([]netip.Prefix, 0, limit)
-	for i := range limit {
-		out = append(out, all[i*len(all)/limit])
-	}
-	return out, nil
+	return all, nil
 }

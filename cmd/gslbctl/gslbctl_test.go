@@ -111,6 +111,13 @@ func TestOnlineCommands(t *testing.T) {
 	if out, errOut, code = ctl(t, "override", "clear", ovs[0].ID, "--reason", "back"); code != 0 {
 		t.Errorf("override clear: %d %s %s", code, out, errOut)
 	}
+	// The clear reaches answers through the store's watch (Sync), in well
+	// under a second; wait for it rather than race it.
+	for deadline := time.Now().Add(time.Second); !e.EndpointStatus("lon-1").Up; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("lon-1 not back in answers a second after the clear")
+		}
+	}
 	out, _, code = ctl(t, "audit")
 	for _, want := range []string{"override.set  site/lon", "override.clear  site/lon", "ops"} {
 		if code != 0 || !strings.Contains(strings.Join(strings.Fields(out), "  "), want) {

@@ -231,6 +231,8 @@ func loadTraffic(path string, cfg *gslb.Config, db *geo.DB) ([]simSource, error)
 		}
 	}
 	var out []simSource
+	var walk []int // entries sampled from the database
+	var matchers []func(geo.Location) bool
 	for i, t := range tf.Traffic {
 		where := fmt.Sprintf("%s: traffic[%d]", path, i)
 		rec := canonicalName(cmpStr(t.Record, defRecord))
@@ -263,19 +265,26 @@ func loadTraffic(path string, cfg *gslb.Config, db *geo.DB) ([]simSource, error)
 		case t.Country != "":
 			c := strings.ToUpper(t.Country)
 			src.label = c
-			src.nets, err = db.Networks(func(l geo.Location) bool { return l.Country == c }, 16)
+			walk = append(walk, len(out))
+			matchers = append(matchers, func(l geo.Location) bool { return l.Country == c })
 		default:
 			c := strings.ToUpper(t.Continent)
 			src.label = c
-			src.nets, err = db.Networks(func(l geo.Location) bool { return l.Continent == c }, 32)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(src.nets) == 0 {
-			return nil, fmt.Errorf("%s: the GeoIP database has no networks in %s", where, src.label)
+			walk = append(walk, len(out))
+			matchers = append(matchers, func(l geo.Location) bool { return l.Continent == c })
 		}
 		out = append(out, src)
+	}
+	// Country and continent samples come from one walk of the database.
+	nets, err := db.NetworksFor(matchers, 16)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range walk {
+		if len(nets[j]) == 0 {
+			return nil, fmt.Errorf("%s: traffic[%d]: the GeoIP database has no networks in %s", path, i, out[i].label)
+		}
+		out[i].nets = nets[j]
 	}
 	return out, nil
 }
