@@ -12,6 +12,13 @@ declare -A pkgs=(
   [promtool]=prometheus
   [bird]=bird2
   [birdc]=bird2
+  [clang-14]=clang-14          # make check-generate (BPF objects)
+  [llvm-strip-14]=llvm-14
+  [nginx]=nginx                # lbd end-to-end: the L7 proxies
+  [curl]=curl
+  [ethtool]=ethtool            # tx checksum offload off on veth
+  [nft]=nftables               # the DNAT baseline of the dataplane benchmark
+  [ip]=iproute2
 )
 
 missing=()
@@ -20,6 +27,8 @@ for tool in "${!pkgs[@]}"; do
     missing+=("${pkgs[$tool]}")
   fi
 done
+# Headers, not commands.
+[ -e /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then
