@@ -276,8 +276,14 @@ func checkOpsConfig(sc stateConfig, ac apiConfig) error {
 	if ac.Listen == "" {
 		return nil
 	}
-	if _, _, err := net.SplitHostPort(ac.Listen); err != nil {
+	host, _, err := net.SplitHostPort(ac.Listen)
+	if err != nil {
 		return fmt.Errorf("api.listen: %q is not address:port", ac.Listen)
+	}
+	a, err := netip.ParseAddr(host)
+	loopback := host == "localhost" || (err == nil && a.IsLoopback())
+	if len(ac.Tokens) == 0 && !loopback && (ac.AnonymousRead == nil || !*ac.AnonymousRead) {
+		return fmt.Errorf("api.tokens: required when api.listen (%s) is not a loopback address", ac.Listen)
 	}
 	for i, t := range ac.Tokens {
 		if _, err := api.ParseScope(t.Scope); err != nil {
