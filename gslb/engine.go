@@ -40,6 +40,7 @@ type snapshot struct {
 	statuses map[health.TargetKey]health.Status
 	geo      Locator
 	rtt      map[netip.Prefix][]float64 // measured RTT (ms) by client /24 or /48, by site index
+	rttSeen  map[netip.Prefix]time.Time // when each rtt row was last fed
 	load     []float64                  // reported load by site index; nil = none
 	// parts are the geo filters' partitions of the address space for this
 	// cfg and geo: the site list and the largest uniform block per address.
@@ -135,9 +136,17 @@ func (e *Engine) rebuild(change func(*snapshot)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.snap.Load()
-	next := &snapshot{cfg: old.cfg, statuses: old.statuses, geo: old.geo, rtt: old.rtt, load: old.load, parts: old.parts, geoGen: old.geoGen,
+	next := &snapshot{cfg: old.cfg, statuses: old.statuses, geo: old.geo, rtt: old.rtt, rttSeen: old.rttSeen, load: old.load, parts: old.parts, geoGen: old.geoGen,
 		overrides: old.overrides, self: old.self, vantages: old.vantages}
 	change(next)
+	if next.cfg != old.cfg && !sameSites(old.cfg, next.cfg) {
+		// Measured RTTs and loads are stored by site index: follow the
+		// sites to their new indexes (a site added or removed shifts them).
+		next.rtt = remapRTT(next.rtt, old.cfg, next.cfg)
+		if next.load != nil {
+			next.load = remapRow(next.load, old.cfg, next.cfg, 0)
+		}
+	}
 	next.epOverride = endpointOverrides(next.cfg, next.overrides)
 	if next.cfg != old.cfg || next.geoGen != old.geoGen {
 		next.parts = e.buildPartitions(next.cfg, next.geo)

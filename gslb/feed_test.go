@@ -75,3 +75,33 @@ records:
 		t.Errorf("bad feed URL: %v", err)
 	}
 }
+
+// A reload that adds a site keeps measured RTTs and loads with their sites
+// (they are stored by site index), and RTT rows not fed for an hour age out.
+func TestFeedSurvivesReloadAndAges(t *testing.T) {
+	clk := health.NewFakeClock(t0)
+	e := NewEngine(EngineConfig{Clock: clk})
+	records := "records:\n  - {name: lat.example., pool: web, chain: [up, {latency: {}}, first_n: 1]}\n"
+	e.SetConfig(compileYAML(t, baseYAML+records))
+	e.SetGeo(testGeo)
+	q := ecsQ("lat.example.", "81.2.69.0/24")
+	e.FeedRTT([]RTTSample{{Client: pfx("81.2.69.0/24"), Site: "nyc", RTT: 5e6}, {Client: pfx("81.2.69.0/24"), Site: "lon", RTT: 50e6}})
+	e.SetLoad(map[string]float64{"nyc": 7, "sgp": 3})
+	if got := epNames(e.Config(), decide(e, q).Addrs); len(got) != 1 || got[0] != "nyc1" {
+		t.Fatalf("before the reload: %v, want nyc1 (5 ms)", got)
+	}
+	// "aaa" sorts first: every site's index moves up by one.
+	e.SetConfig(compileYAML(t, strings.Replace(baseYAML, "sites:\n", "sites:\n  aaa: {country: FR, continent: EU}\n", 1)+records))
+	if got := epNames(e.Config(), decide(e, q).Addrs); len(got) != 1 || got[0] != "nyc1" {
+		t.Fatalf("after a reload that shifts site indexes: %v, want still nyc1", got)
+	}
+	if l := e.SiteLoads(); l["nyc"] != 7 || l["sgp"] != 3 || l["aaa"] != 0 {
+		t.Errorf("loads after the reload: %v", l)
+	}
+	clk.Advance(2 * rttMaxAge)
+	e.FeedRTT([]RTTSample{{Client: pfx("203.0.113.0/24"), Site: "lon", RTT: 1e6}})
+	a := e.Explain(q)
+	if len(a.Trace) < 2 || !strings.Contains(a.Trace[1].Note, "no RTT data") {
+		t.Errorf("an RTT row unfed for 2h still counts: %+v", a.Trace)
+	}
+}

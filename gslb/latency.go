@@ -161,14 +161,59 @@ type RTTSample struct {
 // rttAlpha is the EWMA weight of a new sample.
 const rttAlpha = 0.3
 
+// rttMaxAge is how long a measured RTT row counts without being fed again:
+// a client network that stopped connecting says nothing about today's paths.
+const rttMaxAge = time.Hour
+
+// sameSites reports whether two configurations index the same sites.
+func sameSites(a, b *Config) bool {
+	if len(a.SiteList) != len(b.SiteList) {
+		return false
+	}
+	for i := range a.SiteList {
+		if a.SiteList[i].Name != b.SiteList[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
+// remapRow moves a per-site row from old's site indexes to cur's, by site
+// name: sites cur does not have are dropped, new ones get fill.
+func remapRow(row []float64, old, cur *Config, fill float64) []float64 {
+	n := make([]float64, len(cur.SiteList))
+	for i, site := range cur.SiteList {
+		n[i] = fill
+		if o := old.Sites[site.Name]; o != nil && o.Index < len(row) {
+			n[i] = row[o.Index]
+		}
+	}
+	return n
+}
+
+// remapRTT moves every measured RTT row to cur's site indexes.
+func remapRTT(rows map[netip.Prefix][]float64, old, cur *Config) map[netip.Prefix][]float64 {
+	out := make(map[netip.Prefix][]float64, len(rows))
+	for k, row := range rows {
+		out[k] = remapRow(row, old, cur, math.NaN())
+	}
+	return out
+}
+
 // FeedRTT merges measured RTTs (smoothed by EWMA) into the table the
 // latency filters read first. Samples for unknown sites are ignored and
 // counted in the return value.
 func (e *Engine) FeedRTT(samples []RTTSample) (ignored int) {
+	now := e.clock.Now()
 	e.rebuild(func(s *snapshot) {
 		next := make(map[netip.Prefix][]float64, len(s.rtt)+len(samples))
+		seen := make(map[netip.Prefix]time.Time, len(s.rtt)+len(samples))
 		for k, v := range s.rtt {
+			if t, ok := s.rttSeen[k]; ok && now.Sub(t) > rttMaxAge {
+				continue // aged out
+			}
 			next[k] = v
+			seen[k] = s.rttSeen[k]
 		}
 		for _, smp := range samples {
 			site := s.cfg.Sites[smp.Site]
@@ -200,8 +245,9 @@ func (e *Engine) FeedRTT(samples []RTTSample) (ignored int) {
 				row[site.Index] = old + rttAlpha*(ms-old)
 			}
 			next[key] = row
+			seen[key] = now
 		}
-		s.rtt = next
+		s.rtt, s.rttSeen = next, seen
 	})
 	return ignored
 }
