@@ -34,6 +34,7 @@ deps:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./dnsserver/ ./gslb/ ./geo/ ./dataplane/
 	$(GO) test -run '^$$' -bench . -benchtime 300000x ./dataplane/xdp/
+	$(GO) test -run '^$$' -bench 'LBDDataplane' -benchtime 1x ./test/
 	$(GO) test -run '^$$' -bench 'FlipToRouter' ./anycast/
 	$(GO) test -run '^$$' -bench 'AnycastBIRD' ./test/
 	bash test/bench/run.sh
