@@ -222,6 +222,21 @@ func TestOpsTwoNodesShareEtcd(t *testing.T) {
 			t.Errorf("DNS without etcd quorum: %q, want the last state (lon)", got)
 		}
 	}
+	// A gslbd started while etcd has no quorum still serves DNS, refuses
+	// writes, and picks the shared state up once quorum is back.
+	c := startGslbd(t, "-zones", s.dir, "-config", s.config(t, section("dns-c")))
+	waitFor(t, 5*time.Second, "c to answer without etcd", func() bool { return londonAnswer(t, c) == "192.0.2.10" })
+	if code, out := set(c, "down"); code != 503 {
+		t.Errorf("write on c without quorum: %d %s", code, out)
+	}
+	if err := cluster.Restart(first); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "a write to succeed once quorum is back", func() bool { code, _ := set(a, "down"); return code == 201 })
+	waitFor(t, 15*time.Second, "c to open the store and apply a's override", func() bool { return londonAnswer(t, c) == "203.0.113.10" })
+	if !strings.Contains(c.Logs(), "state store unreachable at start") || !strings.Contains(c.Logs(), "state store opened") {
+		t.Errorf("c's log does not tell the story:\n%s", c.Logs())
+	}
 }
 
 // anycastSection is a gslbd anycast: section announcing vip to BIRD from

@@ -77,7 +77,11 @@ func openStore(ctx context.Context, sc stateConfig, d *daemon) (state.Store, err
 		}
 		return state.OpenBolt(path, nil)
 	case "etcd":
-		return openEtcd(ctx, sc.Etcd, d)
+		// An etcd without quorum at start must not keep DNS down: open it
+		// in the background (writes are refused until then).
+		return state.OpenRetrying(ctx, func(ctx context.Context) (state.Store, error) {
+			return openEtcd(ctx, sc.Etcd, d)
+		}, 5*time.Second, d.log)
 	}
 	return nil, fmt.Errorf("state.backend: %q is not bolt or etcd", sc.Backend)
 }
