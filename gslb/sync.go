@@ -2,6 +2,7 @@ package gslb
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -65,18 +66,26 @@ func (e *Engine) Sync(ctx context.Context, cfg SyncConfig) error {
 		}
 	}
 	apply := func() {
-		ovs, err := st.Overrides(ctx, e.clock.Now())
-		if err == nil {
-			var reps []state.VantageReport
-			if reps, err = st.Vantages(ctx); err == nil {
-				e.rebuild(func(s *snapshot) { s.overrides, s.self, s.vantages = ovs, cfg.Vantage, reps })
-				if cfg.Changed != nil {
-					cfg.Changed()
+		// Overrides and vantage reports are applied independently: a store
+		// that can give one (the last known overrides during an outage)
+		// but not the other still gets that one to the answers.
+		ovs, oerr := st.Overrides(ctx, e.clock.Now())
+		reps, verr := st.Vantages(ctx)
+		if oerr == nil || verr == nil {
+			e.rebuild(func(s *snapshot) {
+				if oerr == nil {
+					s.overrides = ovs
 				}
+				if verr == nil {
+					s.self, s.vantages = cfg.Vantage, reps
+				}
+			})
+			if cfg.Changed != nil && oerr == nil && verr == nil {
+				cfg.Changed()
 			}
 		}
 		if ctx.Err() == nil {
-			report("read", err)
+			report("read", errors.Join(oerr, verr))
 		}
 	}
 	publishNow := func() {

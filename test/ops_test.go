@@ -171,9 +171,10 @@ func TestOpsDrainFromCLIAndKill9(t *testing.T) {
 func TestOpsTwoNodesShareEtcd(t *testing.T) {
 	s := newOpsSetup(t)
 	cluster := etcdtest.StartCluster(t, 3)
+	cacheDir := t.TempDir()
 	section := func(name string) string {
-		return "state:\n  backend: etcd\n  vantage: " + name + "\n  publish: 300ms\n  etcd:\n    endpoints: [" +
-			strings.Join(cluster.Endpoints(), ", ") + "]\n    prefix: /gslbd-test/\n    request_timeout: 1s\n"
+		return "state:\n  backend: etcd\n  vantage: " + name + "\n  publish: 300ms\n  cache: " + filepath.Join(cacheDir, name+".json") +
+			"\n  etcd:\n    endpoints: [" + strings.Join(cluster.Endpoints(), ", ") + "]\n    prefix: /gslbd-test/\n    request_timeout: 1s\n"
 	}
 	a := startGslbd(t, "-zones", s.dir, "-config", s.config(t, section("dns-a")))
 	b := startGslbd(t, "-zones", s.dir, "-config", s.config(t, section("dns-b")))
@@ -208,6 +209,14 @@ func TestOpsTwoNodesShareEtcd(t *testing.T) {
 	waitFor(t, time.Second, "a to answer lon within a second of b's override", func() bool { return londonAnswer(t, a) == "192.0.2.10" })
 	t.Logf("with one etcd member down, b's override reached a in %s", time.Since(start).Round(time.Millisecond))
 
+	// London into maintenance while two of three members still run.
+	if code, out := set(a, "maintenance"); code != 201 {
+		t.Fatalf("set on a with one member down: %d %s", code, out)
+	}
+	for _, g := range []*gslbd{a, b} {
+		waitFor(t, time.Second, "London in maintenance everywhere", func() bool { return londonAnswer(t, g) == "203.0.113.10" })
+	}
+
 	// Two of three down: no quorum. Writes are refused with a clear error;
 	// DNS answers from the last state.
 	if err := cluster.Stop((first + 1) % 3); err != nil {
@@ -218,12 +227,21 @@ func TestOpsTwoNodesShareEtcd(t *testing.T) {
 		t.Errorf("write without quorum: %d %s; want 503 saying the store is unavailable", code, out)
 	}
 	for _, g := range []*gslbd{a, b} {
-		if got := londonAnswer(t, g); got != "192.0.2.10" {
-			t.Errorf("DNS without etcd quorum: %q, want the last state (lon)", got)
+		if got := londonAnswer(t, g); got != "203.0.113.10" {
+			t.Errorf("DNS without etcd quorum: %q, want the last state (lon in maintenance: fra)", got)
 		}
+	}
+	// b restarts (kill -9) during the outage: it applies the last overrides
+	// it saw, so London stays in maintenance.
+	b.kill9(t)
+	b = startGslbd(t, "-zones", s.dir, "-config", s.config(t, section("dns-b")))
+	waitFor(t, 5*time.Second, "the restarted b to apply the last known overrides", func() bool { return londonAnswer(t, b) == "203.0.113.10" })
+	if !strings.Contains(b.Logs(), "applying the last known overrides") {
+		t.Errorf("b's log does not say it uses the last known overrides:\n%s", b.Logs())
 	}
 	// A gslbd started while etcd has no quorum still serves DNS, refuses
 	// writes, and picks the shared state up once quorum is back.
+	// (c has never seen the state: it answers by its own probes.)
 	c := startGslbd(t, "-zones", s.dir, "-config", s.config(t, section("dns-c")))
 	waitFor(t, 5*time.Second, "c to answer without etcd", func() bool { return londonAnswer(t, c) == "192.0.2.10" })
 	if code, out := set(c, "down"); code != 503 {
@@ -233,6 +251,7 @@ func TestOpsTwoNodesShareEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 15*time.Second, "a write to succeed once quorum is back", func() bool { code, _ := set(a, "down"); return code == 201 })
+	waitFor(t, 15*time.Second, "b to reopen the store", func() bool { code, _ := set(b, "down"); return code == 201 })
 	waitFor(t, 15*time.Second, "c to open the store and apply a's override", func() bool { return londonAnswer(t, c) == "203.0.113.10" })
 	if !strings.Contains(c.Logs(), "state store unreachable at start") || !strings.Contains(c.Logs(), "state store opened") {
 		t.Errorf("c's log does not tell the story:\n%s", c.Logs())

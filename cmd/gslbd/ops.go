@@ -31,6 +31,9 @@ type stateConfig struct {
 	Vantage   string        `yaml:"vantage"`    // this gslbd's name among vantage points; the hostname
 	Publish   time.Duration `yaml:"publish"`    // how often probe results are published; 2s
 	ReportTTL time.Duration `yaml:"report_ttl"` // a silent vantage point stops counting after; 3 x publish
+	// Cache keeps the last overrides seen from etcd, applied when etcd is
+	// unreachable after a restart; gslbd-overrides.json in the working directory.
+	Cache string `yaml:"cache"`
 }
 
 type etcdConfig struct {
@@ -79,9 +82,13 @@ func openStore(ctx context.Context, sc stateConfig, d *daemon) (state.Store, err
 	case "etcd":
 		// An etcd without quorum at start must not keep DNS down: open it
 		// in the background (writes are refused until then).
-		return state.OpenRetrying(ctx, func(ctx context.Context) (state.Store, error) {
+		st, err := state.OpenRetrying(ctx, func(ctx context.Context) (state.Store, error) {
 			return openEtcd(ctx, sc.Etcd, d)
 		}, 5*time.Second, d.log)
+		if err != nil {
+			return nil, err
+		}
+		return state.WithLastKnown(st, cmp.Or(sc.Cache, "gslbd-overrides.json"), d.log), nil
 	}
 	return nil, fmt.Errorf("state.backend: %q is not bolt or etcd", sc.Backend)
 }
@@ -257,7 +264,7 @@ func (d *daemon) reloadNow(context.Context) (api.ReloadResult, error) {
 
 // emptyState reports whether the state: section says nothing.
 func emptyState(sc stateConfig) bool {
-	return sc.Backend == "" && sc.Path == "" && len(sc.Etcd.Endpoints) == 0 && sc.Vantage == "" && sc.Publish == 0 && sc.ReportTTL == 0
+	return sc.Backend == "" && sc.Path == "" && len(sc.Etcd.Endpoints) == 0 && sc.Vantage == "" && sc.Publish == 0 && sc.ReportTTL == 0 && sc.Cache == ""
 }
 
 // checkOpsConfig validates the state: and api: sections before anything
