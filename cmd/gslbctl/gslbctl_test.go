@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -186,5 +187,38 @@ func TestTokenAndCompletion(t *testing.T) {
 	out, _, code = ctl(t, "completion", "bash")
 	if code != 0 || !strings.Contains(out, "__start_gslbctl") {
 		t.Errorf("completion bash: %d, %d bytes", code, len(out))
+	}
+}
+
+// Address and token come from flags, then GSLB_API/GSLB_TOKEN, then the
+// config file; a typo in the file is an error naming it.
+func TestClientSettings(t *testing.T) {
+	url, _ := apiServer(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte("api: "+url+"\ntoken: "+writeToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GSLB_API", "")
+	t.Setenv("GSLB_TOKEN", "")
+	if out, errOut, code := ctl(t, "--config", cfg, "override", "set", "site/lon", "down", "--reason", "from the file"); code != 0 || !strings.Contains(out, "by ops") {
+		t.Fatalf("settings from the file: %d %s %s", code, out, errOut)
+	}
+	// The environment beats the file, a flag beats both.
+	t.Setenv("GSLB_TOKEN", "wrong")
+	if _, errOut, code := ctl(t, "--config", cfg, "override", "list"); code != 1 || !strings.Contains(errOut, "401") {
+		t.Errorf("GSLB_TOKEN should beat the file: %d %s", code, errOut)
+	}
+	if _, errOut, code := ctl(t, "--config", cfg, "--token", writeToken, "override", "list"); code != 0 {
+		t.Errorf("--token should beat GSLB_TOKEN: %d %s", code, errOut)
+	}
+	if err := os.WriteFile(cfg, []byte("apii: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := ctl(t, "--config", cfg, "status"); code != 1 || !strings.Contains(errOut, cfg) || !strings.Contains(errOut, "apii") {
+		t.Errorf("unknown key in the file: %d %s", code, errOut)
+	}
+	if _, errOut, code := ctl(t, "--api", "http://127.0.0.1:1", "status"); code != 1 || !strings.Contains(errOut, "cannot reach gslbd at http://127.0.0.1:1") {
+		t.Errorf("unreachable API: %d %s", code, errOut)
 	}
 }
