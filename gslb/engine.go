@@ -42,6 +42,7 @@ type snapshot struct {
 	rtt      map[netip.Prefix][]float64 // measured RTT (ms) by client /24 or /48, by site index
 	rttSeen  map[netip.Prefix]time.Time // when each rtt row was last fed
 	load     []float64                  // reported load by site index; nil = none
+	keep     []float64                  // capacity filters: share of client subnets each site keeps (1 = all)
 	// parts are the geo filters' partitions of the address space for this
 	// cfg and geo: the site list and the largest uniform block per address.
 	parts  map[*geoFilter]*geo.Partition
@@ -136,7 +137,7 @@ func (e *Engine) rebuild(change func(*snapshot)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.snap.Load()
-	next := &snapshot{cfg: old.cfg, statuses: old.statuses, geo: old.geo, rtt: old.rtt, rttSeen: old.rttSeen, load: old.load, parts: old.parts, geoGen: old.geoGen,
+	next := &snapshot{cfg: old.cfg, statuses: old.statuses, geo: old.geo, rtt: old.rtt, rttSeen: old.rttSeen, load: old.load, keep: old.keep, parts: old.parts, geoGen: old.geoGen,
 		overrides: old.overrides, self: old.self, vantages: old.vantages}
 	change(next)
 	if next.cfg != old.cfg && !sameSites(old.cfg, next.cfg) {
@@ -145,6 +146,7 @@ func (e *Engine) rebuild(change func(*snapshot)) {
 		next.rtt = remapRTT(next.rtt, old.cfg, next.cfg)
 		if next.load != nil {
 			next.load = remapRow(next.load, old.cfg, next.cfg, 0)
+			next.keep = remapRow(next.keep, old.cfg, next.cfg, 1)
 		}
 	}
 	next.epOverride = endpointOverrides(next.cfg, next.overrides)

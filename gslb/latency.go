@@ -120,11 +120,11 @@ func (capacity) apply(d *decision) {
 	}
 	var moved []string
 	for _, s := range d.snap.cfg.SiteList {
-		l := load[s.Index]
-		if s.Capacity <= 0 || l <= s.Capacity {
+		k := d.snap.keep[s.Index]
+		if k >= 1 {
 			continue
 		}
-		if spillHash(subnet, s.Name) >= s.Capacity/l {
+		if spillHash(subnet, s.Name) >= k {
 			spilled[s.Index] = 1
 			if d.trace != nil {
 				moved = append(moved, s.Name)
@@ -254,6 +254,15 @@ func (e *Engine) FeedRTT(samples []RTTSample) (ignored int) {
 
 // SetLoad reports sites' current load (requests or new connections per
 // second, in the unit of their capacity) for capacity filters.
+//
+// The load a site reports is what reaches it, after earlier spills, not
+// the demand: a site that keeps a share k of client subnets and sees load
+// L would see about L/k without spilling. So each report moves the share
+// multiplicatively, k' = k x capacity/load (clamped to [0.01, 1]): a site
+// at 4x its capacity keeps a quarter at once, and keeps a quarter while
+// the demand holds (rather than snapping back to everything once the
+// spilled load looks fine, and overloading again); below capacity the
+// share grows back by the same rule.
 func (e *Engine) SetLoad(load map[string]float64) {
 	e.rebuild(func(s *snapshot) {
 		l := make([]float64, len(s.cfg.SiteList))
@@ -262,9 +271,27 @@ func (e *Engine) SetLoad(load map[string]float64) {
 				l[site.Index] = v
 			}
 		}
-		s.load = l
+		keep := make([]float64, len(s.cfg.SiteList))
+		for i, site := range s.cfg.SiteList {
+			k := 1.0
+			if i < len(s.keep) {
+				k = s.keep[i]
+			}
+			switch {
+			case site.Capacity <= 0 || l[i] <= 0:
+				k = 1 // no capacity, or no traffic reported: nothing to spill
+			default:
+				k = min(max(k*site.Capacity/l[i], minKeep), 1)
+			}
+			keep[i] = k
+		}
+		s.load, s.keep = l, keep
 	})
 }
+
+// minKeep is the smallest share of client subnets a loaded site keeps, so
+// that its reported load still says something about its demand.
+const minKeep = 0.01
 
 // compileRTTTable reads a latency filter's table: key -> site -> RTT.
 func (c *Config) compileRTTTable(path string, in map[string]map[string]time.Duration) (rttTable, error) {

@@ -123,9 +123,26 @@ func TestCapacityFilter(t *testing.T) {
 			t.Fatalf("10.0.7.%d got %s, the rest of its /24 %s", i, got, want)
 		}
 	}
-	// Below capacity again: nobody spills.
-	e.SetLoad(map[string]float64{"lon": 900})
+	// The next report is the load that still reaches London (a quarter of
+	// the demand: 1000, its capacity). That is no reason to take everyone
+	// back: the share holds at a quarter while the demand does.
+	e.SetLoad(map[string]float64{"lon": 1000})
+	if s := londonShare(2000); s < 0.2 || s > 0.3 {
+		t.Errorf("at capacity after spilling London keeps %.3f, want still about 0.25", s)
+	}
+	// Demand falls to 900/s: London sees a quarter of it, 225/s, and takes
+	// everyone back (0.25 x 1000/225 > 1).
+	e.SetLoad(map[string]float64{"lon": 225})
 	if s := londonShare(500); s != 1 {
-		t.Errorf("below capacity: London share %.2f, want 1", s)
+		t.Errorf("demand below capacity: London share %.2f, want 1", s)
+	}
+	// A steady demand of 3x capacity settles at capacity, not above it:
+	// each round the site reports what its kept share brings.
+	const demand = 3000.0
+	for range 6 {
+		e.SetLoad(map[string]float64{"lon": demand * londonShare(1000)})
+	}
+	if got := demand * londonShare(2000); got < 900 || got > 1100 {
+		t.Errorf("steady 3x demand: London takes %.0f/s, want about its capacity 1000/s", got)
 	}
 }

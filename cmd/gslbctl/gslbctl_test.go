@@ -222,3 +222,35 @@ func TestClientSettings(t *testing.T) {
 		t.Errorf("unreachable API: %d %s", code, errOut)
 	}
 }
+
+// With a capacity filter, simulate feeds each round's load back (as lbd's
+// feed does): London's excess spills to the next site by proximity
+// instead of overloading it.
+func TestSimulateCapacitySpill(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join("..", "..", "zones", "default")
+	zone, err := os.ReadFile(filepath.Join(src, "example.com.zone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gy, _ := os.ReadFile(filepath.Join(src, "gslb.yaml"))
+	tr, _ := os.ReadFile(filepath.Join(src, "traffic.yaml"))
+	os.WriteFile(filepath.Join(dir, "example.com.zone"), zone, 0o600)
+	os.WriteFile(filepath.Join(dir, "gslb.yaml"), []byte(strings.Replace(string(gy), "chain: [up, proximity, first_n: 1]", "chain: [up, proximity, capacity, first_n: 1]", 1)), 0o600)
+	os.WriteFile(filepath.Join(dir, "traffic.yaml"), []byte(strings.Replace(string(tr), "record: geo.example.com", "record: near.example.com", 1)), 0o600)
+	out, errOut, code := ctl(t, "simulate", "--zones", dir, "--traffic", filepath.Join(dir, "traffic.yaml"), "--down", "fra", "-o", "json", "--rounds", "64")
+	if code != 0 {
+		t.Fatalf("simulate: %d %s", code, errOut)
+	}
+	var res SimResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]SiteLoad{}
+	for _, s := range res.Sites {
+		got[s.Site] = s
+	}
+	if len(res.Overloaded) != 0 || got["lon"].RPS > 6000*1.05 || got["lon"].RPS < 5000 || got["nyc"].RPS <= 5000 {
+		t.Errorf("capacity spill with fra down: %+v; want lon near but not over 6000/s and the excess at nyc", res.Sites)
+	}
+}

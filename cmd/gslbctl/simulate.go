@@ -83,7 +83,9 @@ zones directory (its gslb.yaml) and the GeoIP database, so it can run in a zones
 repository's CI (--fail-on-overload exits 1 when a site would be overloaded).
 
 Clients pick one address of each answer uniformly. Country and continent traffic is
-spread evenly over a sample of that place's networks in the GeoIP database.`,
+spread evenly over a sample of that place's networks in the GeoIP database. Records
+with a capacity filter get each round's load fed back, as lbd's feed does, until
+the spill settles.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if dir == "" || trafficPath == "" {
@@ -152,9 +154,9 @@ func simulate(dir, trafficPath, geoPath, qtype string, down, drain []string, rou
 	for _, s := range sources {
 		res.TotalRPS += s.rps
 	}
-	base, baseLost := split(e, cfg, sources, ipv6, rounds)
+	base, baseLost := settle(e, cfg, sources, ipv6, rounds)
 	e.SetOverrides(ovs)
-	cur, lost := split(e, cfg, sources, ipv6, rounds)
+	cur, lost := settle(e, cfg, sources, ipv6, rounds)
 	res.BaselineUnanswered, res.Unanswered = baseLost, lost
 	for _, site := range cfg.SiteList {
 		sl := SiteLoad{Site: site.Name, Capacity: site.Capacity, BaselineRPS: round2(base[site.Name]), RPS: round2(cur[site.Name])}
@@ -177,6 +179,33 @@ func openGeo(path string) (*geo.DB, error) {
 		return geo.Default()
 	}
 	return geo.Open(path)
+}
+
+// settle splits the traffic; when a record asked uses a capacity filter,
+// it feeds each split's per-site load back to the engine, as lbd's feed
+// does, until the spill settles (a few rounds).
+func settle(e *gslb.Engine, cfg *gslb.Config, sources []simSource, ipv6 bool, rounds int) (map[string]float64, float64) {
+	e.SetLoad(nil) // every site keeps all its clients to start with
+	load, lost := split(e, cfg, sources, ipv6, rounds)
+	if !usesCapacity(cfg, sources) {
+		return load, lost
+	}
+	for range 8 {
+		e.SetLoad(load)
+		load, lost = split(e, cfg, sources, ipv6, rounds)
+	}
+	return load, lost
+}
+
+func usesCapacity(cfg *gslb.Config, sources []simSource) bool {
+	for _, s := range sources {
+		for _, f := range cfg.Records[s.record].Chain {
+			if f.Name() == "capacity" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // split runs every source's decisions and sums requests per site.
