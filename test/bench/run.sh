@@ -560,8 +560,8 @@ check_gslb_offline() {
 $out"
 	log "bench: gslbctl check: $out"
 	for ((i = 0; i < ${#GSLB_NETS[@]}; i++)); do
-		out=$("$GSLBCTL" explain -zones "$zdir" -geoip "$GSLB_DIR/GeoIP2-City.mmdb" -client 127.0.0.1 \
-			-ecs "${GSLB_NETS[i]}" geo.bench.example 2>&1) || die "gslbctl explain failed for ${GSLB_NETS[i]}:
+		out=$("$GSLBCTL" explain --zones "$zdir" --geoip "$GSLB_DIR/GeoIP2-City.mmdb" --client 127.0.0.1 \
+			--ecs "${GSLB_NETS[i]}" geo.bench.example 2>&1) || die "gslbctl explain failed for ${GSLB_NETS[i]}:
 $out"
 		got=$(sed -n 's/^answer: //p' <<<"$out" | sed 's/  .*//' | tr ' ' '\n' | sorted_set)
 		[[ $got == "${GSLB_ADDRS[i]}" ]] || die "gslbctl explain: ${GSLB_NETS[i]} (${GSLB_WHERE[i]}) gets '$got', want ${GSLB_SITE[i]} (${GSLB_ADDRS[i]})
