@@ -167,3 +167,6 @@ func (e *Engine) Vantages() (self string, reports []state.VantageReport) {
 	s := e.snap.Load()
 	return s.self, s.vantages
 }
+
+// Overrides returns the overrides the engine applies now (as set).
+func (e *Engine) Overrides() []state.Override { return e.snap.Load().overrides }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -352,6 +353,10 @@ func (u unavailableStore) ClearOverride(context.Context, string, string, string)
 	return errors.Join(errors.New("clear override: etcd did not commit within 2s (no quorum?)"), state.ErrUnavailable)
 }
 
+func (unavailableStore) Overrides(context.Context, time.Time) ([]state.Override, error) {
+	return nil, fmt.Errorf("overrides: %w: not opened yet", state.ErrUnavailable)
+}
+
 func TestStoreUnavailable(t *testing.T) {
 	f := newFixture(t, func(_ *Config, b *Backend) {
 		b.Store = unavailableStore{b.Store}
@@ -359,6 +364,15 @@ func TestStoreUnavailable(t *testing.T) {
 	r := f.do(t, "DELETE", "/v1/overrides/abc?reason=x", "write", "")
 	if r.code != 503 || !strings.Contains(r.problem(t).Detail, "no quorum") {
 		t.Errorf("clear without quorum: %d %s; want 503 saying no quorum", r.code, r.body)
+	}
+	// The status stays readable, with the overrides the answers follow.
+	f.engine.SetOverrides([]state.Override{{ID: "x1", Target: state.Target{Type: "site", Name: "lon"}, Kind: state.KindDown,
+		Reason: "incident", Author: "ops", Created: time.Now()}})
+	r = f.do(t, "GET", "/v1/status", "read", "")
+	var st StatusView
+	if r.code != 200 || json.Unmarshal(r.body, &st) != nil || !strings.Contains(st.StateError, "not opened yet") ||
+		len(st.Overrides) != 1 || st.Overrides[0].ID != "x1" {
+		t.Errorf("status while the store is unavailable: %d %s", r.code, r.body)
 	}
 }
 

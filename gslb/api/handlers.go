@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -64,20 +65,37 @@ type StatusView struct {
 	Endpoints []gslb.EndpointStatus `json:"endpoints"`
 	Overrides []OverrideView        `json:"overrides"`
 	Vantages  []string              `json:"vantages"` // vantage points publishing, this one included
+	// StateError says why the state store could not be read (the
+	// overrides shown are then the ones the answers follow).
+	StateError string `json:"state_error,omitempty"`
 }
 
 func (s *Server) snapshot(ctx context.Context) (StatusView, error) {
 	cfg := s.b.Engine.Config()
 	eps := s.b.Engine.Status()
 	ovs, err := s.overrideViews(ctx)
-	if err != nil {
+	stateErr := ""
+	if errors.Is(err, state.ErrUnavailable) {
+		// The status must stay readable in an outage of the store: show
+		// the overrides the answers follow (the engine's last state).
+		stateErr = err.Error()
+		ovs = nil
+		for _, o := range s.b.Engine.Overrides() {
+			if o.Active(s.cfg.Now()) {
+				ovs = append(ovs, s.overrideView(o))
+			}
+		}
+	} else if err != nil {
 		return StatusView{}, err
 	}
 	byTarget := map[state.Target]*OverrideView{}
 	for i := range ovs {
 		byTarget[ovs[i].Target] = &ovs[i]
 	}
-	v := StatusView{Vantage: s.b.Vantage, Quorum: cfg.Quorum.String(), Endpoints: eps, Overrides: ovs}
+	v := StatusView{Vantage: s.b.Vantage, Quorum: cfg.Quorum.String(), Endpoints: eps, Overrides: ovs, StateError: stateErr}
+	if v.Overrides == nil {
+		v.Overrides = []OverrideView{}
+	}
 	for _, site := range cfg.SiteList {
 		sv := SiteView{Name: site.Name, Country: site.Country, Continent: site.Continent, Capacity: site.Capacity,
 			Override: byTarget[state.Target{Type: state.TargetSite, Name: site.Name}]}
@@ -106,10 +124,7 @@ func (s *Server) snapshot(ctx context.Context) (StatusView, error) {
 		}
 		v.Pools = append(v.Pools, pv)
 	}
-	reports, err := s.b.Store.Vantages(ctx)
-	if err != nil {
-		return StatusView{}, err
-	}
+	_, reports := s.b.Engine.Vantages() // what the verdicts use
 	v.Vantages = []string{s.b.Vantage}
 	for _, r := range reports {
 		if r.Vantage != s.b.Vantage {
