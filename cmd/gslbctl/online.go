@@ -43,7 +43,11 @@ func newStatusCmd(g *globals) *cobra.Command {
 }
 
 func printStatus(w io.Writer, st api.StatusView) {
-	fmt.Fprintf(w, "vantage %s, quorum %s, vantage points: %s\n\n", st.Vantage, st.Quorum, strings.Join(st.Vantages, " "))
+	fmt.Fprintf(w, "vantage %s, quorum %s, vantage points: %s\n", st.Vantage, st.Quorum, strings.Join(st.Vantages, " "))
+	if st.StateError != "" {
+		fmt.Fprintf(w, "STATE STORE UNAVAILABLE (overrides below are the ones answers follow; writes are refused): %s\n", st.StateError)
+	}
+	fmt.Fprintln(w)
 	t := table(w)
 	fmt.Fprintln(t, "SITE\tUP\tCAPACITY\tOVERRIDE")
 	for _, s := range st.Sites {
