@@ -46,11 +46,10 @@ func newExplainCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a := e.Explain(q)
 			if g.output == "json" {
-				return printJSON(g.stdout, a)
+				return printJSON(g.stdout, api.Explain(e, q))
 			}
-			printExplanation(g.stdout, q, a, f.down)
+			printExplanation(g.stdout, q, e.Explain(q), f.down)
 			return nil
 		},
 	}

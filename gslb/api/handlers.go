@@ -333,7 +333,13 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request, _ principal) er
 		return &Problem{Status: http.StatusNotFound, Type: "not-found", Title: "GSLB record not found", Field: "name",
 			Detail: fmt.Sprintf("%s is not a GSLB record in the configuration being served", q.Name)}
 	}
-	a := s.b.Engine.Explain(q)
+	return writeJSON(w, http.StatusOK, Explain(s.b.Engine, q))
+}
+
+// Explain decides q on e and says why: the view GET /v1/explain returns
+// (and gslbctl explain --zones prints as JSON).
+func Explain(e *gslb.Engine, q gslb.Query) ExplainView {
+	a := e.Explain(q)
 	v := ExplainView{Name: q.Name, Type: map[bool]string{false: "A", true: "AAAA"}[q.IPv6], Client: q.Resolver.String(),
 		Outcome: a.Outcome.String(), Addresses: a.Addrs, TTL: a.TTL, Scope: a.Scope, UsedECS: a.UsedECS, Trace: []StepView{}}
 	if v.Addresses == nil {
@@ -345,10 +351,11 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request, _ principal) er
 	for _, st := range a.Trace {
 		v.Trace = append(v.Trace, StepView{Filter: st.Filter, In: st.In, Out: st.Out, Note: st.Note})
 	}
-	v.Endpoints = filterEndpoints(s.b.Engine.Status(), func(e gslb.EndpointStatus) bool {
-		return (rec.Pool != nil && e.Pool == rec.Pool.Name) || (rec.Fallback != nil && e.Pool == rec.Fallback.Name)
+	rec := e.Config().Records[q.Name]
+	v.Endpoints = filterEndpoints(e.Status(), func(ep gslb.EndpointStatus) bool {
+		return rec != nil && ((rec.Pool != nil && ep.Pool == rec.Pool.Name) || (rec.Fallback != nil && ep.Pool == rec.Fallback.Name))
 	})
-	return writeJSON(w, http.StatusOK, v)
+	return v
 }
 
 func (s *Server) vantages(w http.ResponseWriter, r *http.Request, _ principal) error {

@@ -24,7 +24,7 @@ type LastKnown struct {
 	path string
 	log  *slog.Logger
 
-	mu      sync.Mutex
+	mu     sync.Mutex
 	saved  []byte // what the file holds
 	warned bool   // the fallback was logged
 }
