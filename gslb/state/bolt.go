@@ -191,9 +191,23 @@ func (b *Bolt) ExpireDue(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("expire overrides: %w", err)
 	}
 	now := b.clock()
+	expired := func(o Override) bool { return !o.Active(now) }
+	// gslbd calls this every second: look first, so that an idle store
+	// is not rewritten (and fsynced) each time.
+	var any bool
+	if err := b.db.View(func(tx *bolt.Tx) error {
+		due, err := scanOverrides(tx.Bucket(bucketOverrides), expired)
+		any = len(due) > 0
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("expire overrides: %w", err)
+	}
+	if !any {
+		return 0, nil
+	}
 	var n int
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		due, err := scanOverrides(tx.Bucket(bucketOverrides), func(o Override) bool { return !o.Active(now) })
+		due, err := scanOverrides(tx.Bucket(bucketOverrides), expired)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // fakeClock is a settable clock safe for concurrent use.
@@ -124,5 +126,29 @@ func TestOpenBoltCorrupt(t *testing.T) {
 				t.Errorf("err = %v, want ErrCorrupt naming %s", err, path)
 			}
 		})
+	}
+}
+
+// gslbd calls ExpireDue every second: with nothing due it must not commit
+// (and fsync) a write transaction.
+func TestBoltExpireDueIdleDoesNotWrite(t *testing.T) {
+	b, err := OpenBolt(filepath.Join(t.TempDir(), "state.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	txid := func() int {
+		var id int
+		b.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+		return id
+	}
+	before := txid()
+	for range 5 {
+		if n, err := b.ExpireDue(t.Context()); n != 0 || err != nil {
+			t.Fatalf("ExpireDue on an empty store: %d, %v", n, err)
+		}
+	}
+	if after := txid(); after != before {
+		t.Errorf("idle ExpireDue committed %d write transactions", after-before)
 	}
 }
