@@ -146,14 +146,7 @@ func TestSimulateFrankfurtDown(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "overloaded in this scenario: lon") {
 		t.Fatalf("simulate --down fra --fail-on-overload: %d %s", code, errOut)
 	}
-	var res SimResult
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]SiteLoad{}
-	for _, s := range res.Sites {
-		got[s.Site] = s
-	}
+	res, got := simResult(t, out)
 	// Germany's 3500/s and France's 1500/s go to Frankfurt by the geo map;
 	// with Frankfurt down they fail over to London, on top of Britain's 3000/s.
 	if got["fra"].BaselineRPS != 5000 || got["fra"].RPS != 0 || got["lon"].RPS != 8000 || !got["lon"].Overloaded || got["nyc"].RPS != 5000 {
@@ -233,24 +226,47 @@ func TestSimulateCapacitySpill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gy, _ := os.ReadFile(filepath.Join(src, "gslb.yaml"))
-	tr, _ := os.ReadFile(filepath.Join(src, "traffic.yaml"))
-	os.WriteFile(filepath.Join(dir, "example.com.zone"), zone, 0o600)
-	os.WriteFile(filepath.Join(dir, "gslb.yaml"), []byte(strings.Replace(string(gy), "chain: [up, proximity, first_n: 1]", "chain: [up, proximity, capacity, first_n: 1]", 1)), 0o600)
-	os.WriteFile(filepath.Join(dir, "traffic.yaml"), []byte(strings.Replace(string(tr), "record: geo.example.com", "record: near.example.com", 1)), 0o600)
+	gy, err := os.ReadFile(filepath.Join(src, "gslb.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := os.ReadFile(filepath.Join(src, "traffic.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	capacityChain := strings.Replace(string(gy), "chain: [up, proximity, first_n: 1]", "chain: [up, proximity, capacity, first_n: 1]", 1)
+	if capacityChain == string(gy) {
+		t.Fatal("zones/default/gslb.yaml no longer has near.example.com's chain [up, proximity, first_n: 1]")
+	}
+	for name, data := range map[string]string{
+		"example.com.zone": string(zone),
+		"gslb.yaml":        capacityChain,
+		"traffic.yaml":     strings.Replace(string(tr), "record: geo.example.com", "record: near.example.com", 1),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	out, errOut, code := ctl(t, "simulate", "--zones", dir, "--traffic", filepath.Join(dir, "traffic.yaml"), "--down", "fra", "-o", "json", "--rounds", "64")
 	if code != 0 {
 		t.Fatalf("simulate: %d %s", code, errOut)
 	}
+	res, got := simResult(t, out)
+	if len(res.Overloaded) != 0 || got["lon"].RPS > 6000*1.05 || got["lon"].RPS < 5000 || got["nyc"].RPS <= 5000 {
+		t.Errorf("capacity spill with fra down: %+v; want lon near but not over 6000/s and the excess at nyc", res.Sites)
+	}
+}
+
+// simResult decodes simulate's JSON and indexes its sites by name.
+func simResult(t *testing.T, out string) (SimResult, map[string]SiteLoad) {
+	t.Helper()
 	var res SimResult
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatal(err)
+		t.Fatalf("simulate -o json: %v\n%s", err, out)
 	}
 	got := map[string]SiteLoad{}
 	for _, s := range res.Sites {
 		got[s.Site] = s
 	}
-	if len(res.Overloaded) != 0 || got["lon"].RPS > 6000*1.05 || got["lon"].RPS < 5000 || got["nyc"].RPS <= 5000 {
-		t.Errorf("capacity spill with fra down: %+v; want lon near but not over 6000/s and the excess at nyc", res.Sites)
-	}
+	return res, got
 }
